@@ -1,0 +1,942 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"regexp"
+	"runtime/debug"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/buildd-agent/buildd-agent/builders"
+	"github.com/buildd-agent/buildd-agent/builders/target"
+)
+
+// Builder states, as status() reports them (launchpad-buildd's wire strings).
+const (
+	BuilderIdle     = "BuilderStatus.IDLE"
+	BuilderBuilding = "BuilderStatus.BUILDING"
+	BuilderWaiting  = "BuilderStatus.WAITING"
+	BuilderAborting = "BuilderStatus.ABORTING"
+
+	// build() answers these instead of starting a build.
+	BuilderUnknownBuilder = "BuilderStatus.UNKNOWNBUILDER"
+	BuilderUnknownSum     = "BuilderStatus.UNKNOWNSUM"
+)
+
+// ProtocolVersion is what info() reports first: "1.0" implies /filecache/,
+// /filecache/buildlog and the reduced XML-RPC interface.
+const ProtocolVersion = "1.0"
+
+// minSecretLen is the shortest build argument value masked in the build
+// log: masking one- to three-character strings everywhere would make the
+// log unreadable and protects nothing.
+const minSecretLen = 4
+
+type builderDeps struct {
+	cfg     *Config
+	logger  *slog.Logger
+	cache   *FileCache
+	log     *BuildLog
+	targets map[string]target.Factory
+}
+
+// Builder is the state machine IDLE → BUILDING → (ABORTING) → WAITING →
+// IDLE behind the XML-RPC methods. Its mutex guards only state changes and
+// snapshots: it is never held while downloading, storing files, running a
+// manager or killing processes, so status() always answers at once.
+type Builder struct {
+	builderDeps
+	arch         string
+	abortTimeout time.Duration
+	// idleStatus is status()'s whole response in IDLE, which never changes.
+	idleStatus preEncoded
+
+	mu       sync.Mutex
+	state    string
+	starting bool   // a build() is between its IDLE check and BUILDING
+	gen      uint64 // numbers builds, for the logs
+	cur      *build // nil when IDLE
+}
+
+// build is one build from build() to clean().
+type build struct {
+	gen     uint64
+	id      string
+	tag     string
+	manager builders.Manager
+	cancel  context.CancelFunc
+	done    chan struct{} // closed when the manager's Run returns
+	// detached is set when the build no longer owns the builder (the abort
+	// watchdog gave up on it, or clean() ran): whatever its goroutine
+	// still does is dropped.
+	detached atomic.Bool
+
+	// Guarded by Builder.mu. files and extras are replaced, never
+	// modified, so status() can use a snapshot without copying.
+	result     builders.BuildStatus
+	deps       string
+	files      Struct // filemap: name → sha1, in the order results were added
+	extras     Struct // manager status extras
+	targets    []target.Target
+	abortTimer *time.Timer
+}
+
+func newBuilder(d builderDeps) *Builder {
+	b := &Builder{
+		builderDeps:  d,
+		arch:         d.cfg.Builder.Architectures[0],
+		abortTimeout: d.cfg.Builder.AbortTimeout.Duration,
+		state:        BuilderIdle,
+	}
+	if b.abortTimeout <= 0 {
+		b.abortTimeout = DefaultAbortTimeout
+	}
+	idle, err := AppendResponse(nil, Struct{{"builder_status", BuilderIdle}, {"builder_version", Version}})
+	if err != nil {
+		panic(err) // constant strings always serialise
+	}
+	b.idleStatus = idle
+	return b
+}
+
+// State is the builder's current state (BuilderIdle, …).
+func (b *Builder) State() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.state
+}
+
+func (b *Builder) methods() map[string]method {
+	return map[string]method{
+		"echo":          b.rpcEcho,
+		"info":          b.rpcInfo,
+		"status":        b.rpcStatus,
+		"proxy_info":    b.rpcProxyInfo,
+		"ensurepresent": b.rpcEnsurePresent,
+		"build":         b.rpcBuild,
+		"abort":         b.rpcAbort,
+		"clean":         b.rpcClean,
+	}
+}
+
+// Parameter checking. Messages name the method, the parameter's position
+// and name, and what was sent, so that a misbehaving client can be fixed
+// from the fault alone.
+
+func arity(method string, params []any, names ...string) error {
+	if len(params) == len(names) {
+		return nil
+	}
+	if len(names) == 0 {
+		return Faultf("%s: takes no parameters, got %d", method, len(params))
+	}
+	return Faultf("%s: takes %d parameters (%s), got %d", method, len(names), strings.Join(names, ", "), len(params))
+}
+
+// xmlrpcType names a decoded value's XML-RPC type.
+func xmlrpcType(v any) string {
+	switch v.(type) {
+	case nil:
+		return "nil"
+	case string:
+		return "string"
+	case int64, int:
+		return "int"
+	case bool:
+		return "boolean"
+	case float64:
+		return "double"
+	case []byte:
+		return "base64"
+	case time.Time:
+		return "dateTime.iso8601"
+	case []any:
+		return "array"
+	case map[string]any:
+		return "struct"
+	}
+	return fmt.Sprintf("%T", v)
+}
+
+func paramError(method string, i int, name, want string, got any) error {
+	return Faultf("%s: parameter %d (%s) must be %s, got %s", method, i+1, name, want, xmlrpcType(got))
+}
+
+func stringOrNil(method string, params []any, i int, name string) (string, error) {
+	switch v := params[i].(type) {
+	case nil:
+		return "", nil
+	case string:
+		return v, nil
+	}
+	return "", paramError(method, i, name, "a string or nil", params[i])
+}
+
+func (b *Builder) rpcEcho(_ *http.Request, params []any) (any, error) {
+	return params, nil
+}
+
+func (b *Builder) rpcInfo(_ *http.Request, params []any) (any, error) {
+	if err := arity("info", params); err != nil {
+		return nil, err
+	}
+	return []any{ProtocolVersion, b.arch, builders.Tags()}, nil
+}
+
+func (b *Builder) rpcStatus(_ *http.Request, params []any) (any, error) {
+	if err := arity("status", params); err != nil {
+		return nil, err
+	}
+	return b.status(), nil
+}
+
+// status is status()'s value: a preEncoded document in IDLE, a Struct
+// otherwise, keyed as launchpad-buildd's (builder_status first, manager
+// extras last).
+func (b *Builder) status() any {
+	b.mu.Lock()
+	state, bd := b.state, b.cur
+	if state == BuilderIdle {
+		b.mu.Unlock()
+		return b.idleStatus
+	}
+	result, deps, files, extras := bd.result, bd.deps, bd.files, bd.extras
+	b.mu.Unlock()
+
+	s := make(Struct, 0, 6+len(extras))
+	s = append(s, Member{"builder_status", state}, Member{"builder_version", Version})
+	switch state {
+	case BuilderBuilding:
+		// The tail is read outside the lock: the log has its own.
+		s = append(s, Member{"build_id", bd.id}, Member{"logtail", statusLogTail(b.log.Tail())})
+	case BuilderAborting:
+		s = append(s, Member{"build_id", bd.id})
+	case BuilderWaiting:
+		s = append(s, Member{"build_status", string(result)}, Member{"build_id", bd.id})
+		if result.HasFilemap() {
+			fm := files
+			if fm == nil {
+				fm = Struct{}
+			}
+			s = append(s, Member{"filemap", fm}, Member{"dependencies", deps})
+		}
+	}
+	return append(s, extras...)
+}
+
+// statusLogTail is launchpad-buildd's tail for managers whose logs are
+// sanitised (snap, oci, charm, ci, rock, craft; all of ours are): the
+// first, probably partial, line is dropped and the lines are re-joined with
+// "\n" and no trailing newline. Lines end at \n, \r or \r\n, as with
+// Python's bytes.splitlines.
+func statusLogTail(tail []byte) []byte {
+	out := make([]byte, 0, len(tail))
+	first := true
+	for len(tail) > 0 {
+		i := 0
+		for i < len(tail) && tail[i] != '\n' && tail[i] != '\r' {
+			i++
+		}
+		line := tail[:i]
+		if i < len(tail) {
+			if tail[i] == '\r' && i+1 < len(tail) && tail[i+1] == '\n' {
+				i++
+			}
+			i++
+		}
+		tail = tail[i:]
+		if first {
+			first = false
+			continue
+		}
+		out = append(out, line...)
+		out = append(out, '\n')
+	}
+	if len(out) > 0 {
+		out = out[:len(out)-1]
+	}
+	return out
+}
+
+func (b *Builder) rpcProxyInfo(_ *http.Request, params []any) (any, error) {
+	if err := arity("proxy_info", params); err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	if b.state == BuilderIdle {
+		b.mu.Unlock()
+		return nil, Faultf("proxy_info: the builder is IDLE: there is no build to report on")
+	}
+	mgr := b.cur.manager
+	b.mu.Unlock()
+	use, endpoint := mgr.ProxyInfo()
+	return Struct{{"use_fetch_service", use}, {"revocation_endpoint", endpoint}}, nil
+}
+
+func (b *Builder) rpcEnsurePresent(r *http.Request, params []any) (any, error) {
+	if err := arity("ensurepresent", params, "sha1sum", "url", "username", "password"); err != nil {
+		return nil, err
+	}
+	sum, ok := params[0].(string)
+	if !ok {
+		return nil, paramError("ensurepresent", 0, "sha1sum", "a string", params[0])
+	}
+	var strs [3]string
+	for i, name := range []string{"url", "username", "password"} {
+		s, err := stringOrNil("ensurepresent", params, i+1, name)
+		if err != nil {
+			return nil, err
+		}
+		strs[i] = s
+	}
+	// No builder lock here: a download must never hold up status().
+	present, info := b.cache.EnsurePresent(r.Context(), sum, strs[0], strs[1], strs[2])
+	return []any{present, info}, nil
+}
+
+func (b *Builder) rpcBuild(r *http.Request, params []any) (any, error) {
+	const m = "build"
+	if err := arity(m, params, "buildid", "managertag", "chrootsum", "filemap", "args"); err != nil {
+		return nil, err
+	}
+	tag, ok := params[1].(string)
+	if !ok {
+		return nil, paramError(m, 1, "managertag", "a string", params[1])
+	}
+	chrootSum, ok := params[2].(string)
+	if !ok {
+		return nil, paramError(m, 2, "chrootsum", "a string", params[2])
+	}
+	rawFiles, ok := params[3].(map[string]any)
+	if !ok {
+		return nil, paramError(m, 3, "filemap", "a struct", params[3])
+	}
+	names := make([]string, 0, len(rawFiles))
+	for name := range rawFiles {
+		names = append(names, name)
+	}
+	// Struct member order is lost in decoding; sorted order makes the
+	// "first missing file" deterministic.
+	sort.Strings(names)
+	fileSums := make([]string, len(names))
+	for i, name := range names {
+		if err := checkFileName(name); err != nil {
+			return nil, Faultf("%s: parameter 4 (filemap): %v", m, err)
+		}
+		sum, ok := rawFiles[name].(string)
+		if !ok {
+			return nil, Faultf("%s: parameter 4 (filemap): entry %q must be a string (a SHA-1), got %s", m, name, xmlrpcType(rawFiles[name]))
+		}
+		fileSums[i] = sum
+	}
+	args, ok := params[4].(map[string]any)
+	if !ok {
+		return nil, paramError(m, 4, "args", "a struct", params[4])
+	}
+
+	// launchpad-buildd's order: manager tag, chroot, files, then the build id.
+	factory, ok := builders.Lookup(tag)
+	if !ok {
+		return []any{BuilderUnknownBuilder, fmt.Sprintf("%s not in %s", tag, pyReprList(builders.Tags()))}, nil
+	}
+	if !b.cache.Has(chrootSum) {
+		return []any{BuilderUnknownSum, unknownSumInfo("CHROOTSUM", chrootSum, 12)}, nil
+	}
+	for _, sum := range fileSums {
+		if !b.cache.Has(sum) {
+			return []any{BuilderUnknownSum, unknownSumInfo("FILESUM", sum, 16)}, nil
+		}
+	}
+	buildID, err := checkBuildID(params[0])
+	if err != nil {
+		return nil, err
+	}
+
+	req := builders.Request{
+		BuildID: buildID,
+		Chroot:  target.Image{Path: b.cache.Path(chrootSum), SHA1: chrootSum, Type: "chroot"},
+		Files:   make(map[string]string, len(names)),
+		Args:    args,
+	}
+	if t, ok := args["image_type"].(string); ok && t != "" {
+		req.Chroot.Type = t
+	}
+	for i, name := range names {
+		req.Files[name] = b.cache.Path(fileSums[i])
+	}
+	if err := b.start(tag, factory, req); err != nil {
+		return nil, err
+	}
+	return []any{BuilderBuilding, buildID}, nil
+}
+
+// unknownSumInfo is launchpad-buildd's UNKNOWNSUM text, indentation and
+// trailing spaces included (it comes from an indented triple-quoted string).
+func unknownSumInfo(kind, sum string, indent int) string {
+	pad := strings.Repeat(" ", indent)
+	return kind + " -> " + sum + "\n" +
+		pad + "***** INFO *****\n" +
+		pad + "No URL\n" +
+		pad + "****************\n" +
+		pad
+}
+
+// checkBuildID accepts the build master's cookie: a non-empty string that
+// is usable as a file name component (managers make build-<id> homes).
+func checkBuildID(v any) (string, error) {
+	id, ok := v.(string)
+	if !ok || id == "" {
+		return "", Faultf("build: parameter 1 (buildid) must be a non-empty string, got %s", describe(v))
+	}
+	if err := checkFileName(id); err != nil || len(id) > 200 {
+		return "", Faultf("build: parameter 1 (buildid) %q is not usable as a build id: it must be at most 200 characters, with no '/', control characters, or '.'/'..'", id)
+	}
+	return id, nil
+}
+
+func describe(v any) string {
+	switch x := v.(type) {
+	case string:
+		return `an empty string`
+	case int64:
+		return fmt.Sprintf("int %d", x)
+	}
+	return xmlrpcType(v)
+}
+
+// checkFileName refuses names that could leave a directory when used as a
+// file name: empty, ".", "..", containing '/' or control characters.
+func checkFileName(name string) error {
+	if name == "" || name == "." || name == ".." {
+		return fmt.Errorf("name %q is not a file name", name)
+	}
+	if !utf8.ValidString(name) {
+		return fmt.Errorf("name %q is not valid UTF-8", name)
+	}
+	for _, r := range name {
+		if r == '/' || r == '\\' || r < 0x20 || r == 0x7f {
+			return fmt.Errorf("name %q is not a plain file name", name)
+		}
+	}
+	return nil
+}
+
+// pyReprList formats a list of strings as Python's repr does.
+func pyReprList(items []string) string {
+	var sb strings.Builder
+	sb.WriteByte('[')
+	for i, s := range items {
+		if i > 0 {
+			sb.WriteString(", ")
+		}
+		sb.WriteString(pyRepr(s))
+	}
+	sb.WriteByte(']')
+	return sb.String()
+}
+
+// pyRepr is Python 3's repr(str).
+func pyRepr(s string) string {
+	quote := byte('\'')
+	if strings.ContainsRune(s, '\'') && !strings.ContainsRune(s, '"') {
+		quote = '"'
+	}
+	var sb strings.Builder
+	sb.WriteByte(quote)
+	for _, r := range s {
+		switch {
+		case r == '\\':
+			sb.WriteString(`\\`)
+		case r == rune(quote):
+			sb.WriteByte('\\')
+			sb.WriteRune(r)
+		case r == '\n':
+			sb.WriteString(`\n`)
+		case r == '\r':
+			sb.WriteString(`\r`)
+		case r == '\t':
+			sb.WriteString(`\t`)
+		case r < 0x20 || r == 0x7f:
+			fmt.Fprintf(&sb, `\x%02x`, r)
+		default:
+			sb.WriteRune(r)
+		}
+	}
+	sb.WriteByte(quote)
+	return sb.String()
+}
+
+// start moves an IDLE builder to BUILDING and starts the manager. A
+// builder that is not IDLE, or a request the manager's factory refuses,
+// changes nothing at all.
+func (b *Builder) start(tag string, factory builders.Factory, req builders.Request) error {
+	b.mu.Lock()
+	if b.state != BuilderIdle || b.starting {
+		state := b.state
+		b.mu.Unlock()
+		if state == BuilderIdle {
+			return Faultf("build: another build is being started")
+		}
+		return Faultf("build: the builder is %s, not IDLE (a finished build must be cleaned first)", shortState(state))
+	}
+	// The factory runs outside the lock (it only validates, but it is not
+	// ours); "starting" keeps a second build() out meanwhile.
+	b.starting = true
+	b.mu.Unlock()
+
+	mgr, err := callFactory(factory, req)
+
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.starting = false
+	if err != nil {
+		var argErr *builders.ArgError
+		if !errors.As(err, &argErr) {
+			b.logger.Warn("build manager refused the build", "manager", tag, "build_id", req.BuildID, "error", err)
+		}
+		return Faultf("build: %v", err)
+	}
+	if err := b.log.Reset(); err != nil {
+		b.logger.Error("cannot reset the build log", "error", err)
+		return Faultf("build: cannot reset the build log: %v", err)
+	}
+	b.gen++
+	ctx, cancel := context.WithCancel(context.Background())
+	bd := &build{
+		gen:     b.gen,
+		id:      req.BuildID,
+		tag:     tag,
+		manager: mgr,
+		cancel:  cancel,
+		done:    make(chan struct{}),
+	}
+	b.cur = bd
+	b.state = BuilderBuilding
+	for _, s := range collectSecrets(req.Args) {
+		b.log.AddSecret(s)
+	}
+	w := &buildWriter{bd: bd, log: b.log}
+	if u, ok := req.Args["build_url"].(string); ok && u != "" {
+		fmt.Fprintf(w, "%s\n", u)
+	}
+	env := b.newEnv(bd, w)
+	b.logger.Info("build started", "build_id", bd.id, "manager", tag, "build", bd.gen)
+	go b.run(ctx, bd, env)
+	return nil
+}
+
+func callFactory(factory builders.Factory, req builders.Request) (mgr builders.Manager, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			mgr, err = nil, fmt.Errorf("internal error in the build manager's argument check: %v", p)
+		}
+	}()
+	mgr, err = factory(req)
+	if err == nil && mgr == nil {
+		err = errors.New("internal error: the build manager's factory returned no manager")
+	}
+	return mgr, err
+}
+
+func shortState(s string) string { return strings.TrimPrefix(s, "BuilderStatus.") }
+
+// buildWriter is the build log as one build sees it: once the build is
+// detached (abandoned after abort, or cleaned), its writes are dropped so
+// that they cannot land in a later build's log.
+type buildWriter struct {
+	bd  *build
+	log *BuildLog
+}
+
+func (w *buildWriter) Write(p []byte) (int, error) {
+	if w.bd.detached.Load() {
+		return len(p), nil
+	}
+	return w.log.Write(p)
+}
+
+// active reports whether bd still owns the builder and is running. b.mu held.
+func (b *Builder) active(bd *build) bool {
+	return b.cur == bd && !bd.detached.Load() && (b.state == BuilderBuilding || b.state == BuilderAborting)
+}
+
+func (b *Builder) newEnv(bd *build, w io.Writer) *builders.Env {
+	return &builders.Env{
+		Log: w,
+		AddSecret: func(s string) {
+			if !bd.detached.Load() && s != "" {
+				b.log.AddSecret(s)
+			}
+		},
+		NewTarget: func(ctx context.Context, backend string, spec target.Spec) (target.Target, error) {
+			return b.newTarget(ctx, bd, w, backend, spec)
+		},
+		AddWaitingFile: func(name string, r io.Reader) (string, error) {
+			return b.addWaitingFile(bd, name, r)
+		},
+		SetStatus: func(key string, value any) {
+			b.setStatus(bd, key, value)
+		},
+		Config: builders.ManagerConfig{
+			Arch:              b.arch,
+			Backend:           b.cfg.Builder.Backend,
+			ProxyBind:         b.cfg.Proxy.BindAddress,
+			ProxyPort:         b.cfg.Proxy.Port,
+			StateDir:          b.cfg.Builder.StateDir,
+			SnapStoreProxyURL: b.cfg.Proxy.SnapStore,
+		},
+	}
+}
+
+func (b *Builder) newTarget(ctx context.Context, bd *build, w io.Writer, backend string, spec target.Spec) (target.Target, error) {
+	factory, ok := b.targets[backend]
+	if !ok {
+		have := make([]string, 0, len(b.targets))
+		for name := range b.targets {
+			have = append(have, name)
+		}
+		sort.Strings(have)
+		return nil, fmt.Errorf("cannot create %q target: backend not configured (configured: %s)", backend, strings.Join(have, ", "))
+	}
+	b.mu.Lock()
+	running := b.active(bd) && b.state == BuilderBuilding
+	b.mu.Unlock()
+	if !running {
+		return nil, fmt.Errorf("cannot create %q target: the build is being aborted", backend)
+	}
+	t, err := factory(ctx, spec, target.Options{Log: w, ReadyTimeout: b.cfg.LXD.ReadyTimeout.Duration})
+	if err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	bd.targets = append(bd.targets, t)
+	aborting := b.cur == bd && b.state != BuilderBuilding
+	b.mu.Unlock()
+	if aborting {
+		// abort() ran while the target was being made: it did not see it.
+		go b.killTargets(bd, []target.Target{t})
+	}
+	return t, nil
+}
+
+func (b *Builder) addWaitingFile(bd *build, name string, r io.Reader) (string, error) {
+	if name == "" || strings.ContainsRune(name, 0) || strings.HasPrefix(name, "/") || slices.Contains(strings.Split(name, "/"), "..") {
+		return "", fmt.Errorf("cannot add result %q: not a relative file name", name)
+	}
+	b.mu.Lock()
+	ok := b.active(bd)
+	b.mu.Unlock()
+	if !ok {
+		return "", fmt.Errorf("cannot add result %q: the build is no longer running", name)
+	}
+	sum, err := b.cache.Store(r)
+	if err != nil {
+		return "", fmt.Errorf("cannot store result %q: %w", name, err)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.active(bd) {
+		return "", fmt.Errorf("cannot add result %q: the build is no longer running", name)
+	}
+	files := make(Struct, 0, len(bd.files)+1)
+	for _, m := range bd.files {
+		if m.Name != name {
+			files = append(files, m)
+		}
+	}
+	bd.files = append(files, Member{name, sum})
+	return sum, nil
+}
+
+// reservedStatus are status() keys a manager's extras must not replace.
+var reservedStatus = map[string]bool{
+	"builder_status": true, "builder_version": true, "build_id": true, "logtail": true,
+	"build_status": true, "filemap": true, "dependencies": true,
+}
+
+func (b *Builder) setStatus(bd *build, key string, value any) {
+	if reservedStatus[key] || key == "" {
+		b.logger.Warn("build manager tried to set a reserved status key", "key", key)
+		return
+	}
+	// Refuse what cannot be serialised now, rather than break every
+	// later status() call.
+	if _, err := appendValue(nil, value, 0); err != nil {
+		b.logger.Warn("build manager set an unserialisable status value", "key", key, "error", err)
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.active(bd) {
+		return
+	}
+	extras := make(Struct, 0, len(bd.extras)+1)
+	replaced := false
+	for _, m := range bd.extras {
+		if m.Name == key {
+			m.Value = value
+			replaced = true
+		}
+		extras = append(extras, m)
+	}
+	if !replaced {
+		extras = append(extras, Member{key, value})
+	}
+	bd.extras = extras
+}
+
+// run runs the manager; a panic is a BUILDERFAIL, never a stuck builder.
+func (b *Builder) run(ctx context.Context, bd *build, env *builders.Env) {
+	defer close(bd.done)
+	res := builders.Result{Status: builders.BuildBuilderFail}
+	func() {
+		defer func() {
+			if p := recover(); p != nil {
+				b.logger.Error("build manager panicked", "build_id", bd.id, "manager", bd.tag,
+					"panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+				fmt.Fprintf(env.Log, "Internal error in the %s build manager: %v\n", bd.tag, p)
+				res = builders.Result{Status: builders.BuildBuilderFail}
+			}
+		}()
+		res = bd.manager.Run(ctx, env)
+	}()
+	b.finish(bd, res)
+}
+
+var knownResults = map[builders.BuildStatus]bool{
+	builders.BuildOK: true, builders.BuildDepFail: true, builders.BuildGivenBack: true,
+	builders.BuildPackageFail: true, builders.BuildChrootFail: true,
+	builders.BuildBuilderFail: true, builders.BuildAborted: true,
+}
+
+// finish moves a build whose Run returned to WAITING; a build the abort
+// watchdog gave up on is ignored.
+func (b *Builder) finish(bd *build, res builders.Result) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	bd.cancel()
+	if !b.active(bd) {
+		b.logger.Warn("abandoned build finished late; ignored", "build_id", bd.id, "status", string(res.Status))
+		return
+	}
+	if bd.abortTimer != nil {
+		bd.abortTimer.Stop()
+	}
+	status := res.Status
+	switch {
+	case b.state == BuilderAborting:
+		// launchpad-buildd: buildComplete while ABORTING is ABORTED
+		// unless the build had failed the builder.
+		if status != builders.BuildBuilderFail {
+			status = builders.BuildAborted
+		}
+	case !knownResults[status]:
+		b.logger.Error("build manager returned an unknown status", "build_id", bd.id, "status", string(status))
+		status = builders.BuildBuilderFail
+	}
+	if status == builders.BuildDepFail {
+		bd.deps = res.Dependencies
+	}
+	bd.result = status
+	if err := b.log.Flush(); err != nil {
+		b.logger.Error("cannot flush the build log", "error", err)
+	}
+	b.state = BuilderWaiting
+	b.logger.Info("build finished", "build_id", bd.id, "status", string(status))
+}
+
+func (b *Builder) rpcAbort(_ *http.Request, params []any) (any, error) {
+	if err := arity("abort", params); err != nil {
+		return nil, err
+	}
+	return b.Abort()
+}
+
+// Abort cancels the build's context, kills the processes of every target
+// it made, and arms the watchdog: a build whose Run has not returned after
+// the abort timeout is abandoned as BUILDERFAIL.
+func (b *Builder) Abort() (string, error) {
+	b.mu.Lock()
+	switch b.state {
+	case BuilderAborting:
+		b.mu.Unlock()
+		b.logger.Info("Builder already ABORTING when asked to abort")
+		return BuilderAborting, nil
+	case BuilderBuilding:
+	default:
+		state := b.state
+		b.mu.Unlock()
+		return "", Faultf("abort: the builder is %s; only a BUILDING build can be aborted", shortState(state))
+	}
+	bd := b.cur
+	b.state = BuilderAborting
+	bd.cancel()
+	targets := slices.Clone(bd.targets)
+	bd.abortTimer = time.AfterFunc(b.abortTimeout, func() { b.abortExpired(bd) })
+	b.mu.Unlock()
+	b.logger.Info("aborting build", "build_id", bd.id, "targets", len(targets))
+	go b.killTargets(bd, targets)
+	return BuilderAborting, nil
+}
+
+// killTargets kills the processes of targets, bounded by the abort timeout.
+func (b *Builder) killTargets(bd *build, targets []target.Target) {
+	ctx, cancel := context.WithTimeout(context.Background(), b.abortTimeout)
+	defer cancel()
+	for _, t := range targets {
+		func() {
+			defer func() {
+				if p := recover(); p != nil {
+					b.logger.Error("target panicked while killing processes", "build_id", bd.id, "panic", fmt.Sprint(p))
+				}
+			}()
+			if err := t.KillProcesses(ctx); err != nil {
+				b.logger.Warn("cannot kill build processes", "build_id", bd.id, "error", err)
+			}
+		}()
+	}
+}
+
+// abortExpired is the watchdog: the build did not stop in time.
+func (b *Builder) abortExpired(bd *build) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cur != bd || b.state != BuilderAborting {
+		return
+	}
+	fmt.Fprintln(b.log, "ABORTING: Failed to kill all processes.")
+	if err := b.log.Flush(); err != nil {
+		b.logger.Error("cannot flush the build log", "error", err)
+	}
+	bd.detached.Store(true)
+	bd.result = builders.BuildBuilderFail
+	b.state = BuilderWaiting
+	b.logger.Error("build did not stop within the abort timeout; abandoned", "build_id", bd.id, "timeout", b.abortTimeout)
+}
+
+func (b *Builder) rpcClean(_ *http.Request, params []any) (any, error) {
+	if err := arity("clean", params); err != nil {
+		return nil, err
+	}
+	return b.Clean()
+}
+
+// Clean removes a WAITING build's results and log and returns to IDLE.
+// Inputs stay in the cache.
+func (b *Builder) Clean() (string, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.state != BuilderWaiting {
+		return "", Faultf("clean: the builder is %s; only a WAITING builder can be cleaned", shortState(b.state))
+	}
+	bd := b.cur
+	seen := map[string]bool{}
+	for _, m := range bd.files {
+		sum := m.Value.(string)
+		if seen[sum] {
+			continue
+		}
+		seen[sum] = true
+		if err := b.cache.Remove(sum); err != nil {
+			b.logger.Error("cannot remove a build result", "build_id", bd.id, "sha1", sum, "error", err)
+		}
+	}
+	if err := b.log.Remove(); err != nil {
+		b.logger.Error("cannot remove the build log", "error", err)
+	}
+	bd.detached.Store(true)
+	b.cur = nil
+	b.state = BuilderIdle
+	b.logger.Info("cleaned", "build_id", bd.id)
+	return BuilderIdle, nil
+}
+
+// shutdown stops a running build for Close: cancel, kill, and wait for Run
+// at most timeout.
+func (b *Builder) shutdown(timeout time.Duration) {
+	b.mu.Lock()
+	bd := b.cur
+	running := bd != nil && b.active(bd)
+	var targets []target.Target
+	if running {
+		bd.cancel()
+		targets = slices.Clone(bd.targets)
+	}
+	b.mu.Unlock()
+	if !running {
+		return
+	}
+	b.logger.Info("stopping the running build", "build_id", bd.id)
+	go b.killTargets(bd, targets)
+	select {
+	case <-bd.done:
+	case <-time.After(timeout):
+		b.logger.Warn("build did not stop at shutdown", "build_id", bd.id)
+	}
+}
+
+// Secrets in build arguments are masked in the build log before the build
+// writes anything.
+
+var urlPassword = regexp.MustCompile(`://[^:@/\s]*:([^:@/\s]+)@`)
+
+func isSecretKey(k string) bool {
+	k = strings.ToLower(k)
+	return strings.Contains(k, "secret") || strings.Contains(k, "token") ||
+		strings.Contains(k, "password") || strings.Contains(k, "passwd")
+}
+
+// collectSecrets finds the passwords of URLs anywhere in args (proxy_url,
+// git URLs, archive lines), and every string under a key named like a
+// secret (including the whole "secrets" struct).
+func collectSecrets(args map[string]any) []string {
+	seen := map[string]bool{}
+	var out []string
+	add := func(s string) {
+		if len(s) >= minSecretLen && !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	var walk func(v any, sensitive bool)
+	walk = func(v any, sensitive bool) {
+		switch x := v.(type) {
+		case string:
+			if sensitive {
+				add(x)
+			}
+			for _, m := range urlPassword.FindAllStringSubmatch(x, -1) {
+				add(m[1])
+				if dec, err := url.PathUnescape(m[1]); err == nil {
+					add(dec)
+				}
+			}
+		case []byte:
+			if sensitive && utf8.Valid(x) {
+				add(string(x))
+			}
+		case []any:
+			for _, e := range x {
+				walk(e, sensitive)
+			}
+		case map[string]any:
+			for k, e := range x {
+				walk(e, sensitive || isSecretKey(k))
+			}
+		}
+	}
+	walk(args, false)
+	sort.Strings(out)
+	return out
+}
