@@ -1,0 +1,196 @@
+package agent
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"strings"
+	"testing"
+)
+
+// The cases of launchpad-buildd's lpbuildd/tests/test_builder.py
+// TestSanitizeURLs, plus the corners of the two patterns.
+func TestSanitizeLine(t *testing.T) {
+	tests := []struct {
+		name, in, want string
+	}{
+		{"no URL", "Nothing to see here.\n", "Nothing to see here.\n"},
+		{"URL without credentials", "Fetching http://archive.example/ubuntu/dists/jammy\n", "Fetching http://archive.example/ubuntu/dists/jammy\n"},
+		{"URL with credentials", "Setting up http://buildd:secret@host\n", "Setting up http://host\n"},
+		{"path kept", "GET https://buildd:secret@private-ppa.example/owner/ppa/ubuntu jammy", "GET https://private-ppa.example/owner/ppa/ubuntu jammy"},
+		{"two URLs on a line", "http://a:b@one/x and https://c:d@two/y\n", "http://one/x and https://two/y\n"},
+		{"user without password kept", "git clone https://user@host/repo\n", "git clone https://user@host/repo\n"},
+		{"empty user, password", "https://:macaroon@host/f\n", "https://host/f\n"},
+		{"empty password not a credential", "http://user:@host\n", "http://user:@host\n"},
+		{"proxyauth removed", "socat STDIO PROXY:10.10.10.1:host:443,proxyport=8222,proxyauth=user:blah\n", "socat STDIO PROXY:10.10.10.1:host:443,proxyport=8222\n"},
+		{"proxyauth uuid", "x,proxyauth=u:123e4567-e89b-12d3-a456-426614174000,fork", "x,fork"},
+		{"vertical tab ends the host as in Python", "http://u:p@host\vrest", "http://host\vrest"},
+		{"invalid UTF-8 kept", "http://u\xff:p\xfe@h\xfdost \xff\n", "http://h\xfdost \xff\n"},
+		{"no host", "http://u:p@ x", "http://u:p@ x"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := string(SanitizeLine([]byte(tt.in))); got != tt.want {
+				t.Errorf("SanitizeLine(%q) = %q, want %q", tt.in, got, tt.want)
+			}
+			if got := string(SanitizeLines([]byte(tt.in))); got != tt.want {
+				t.Errorf("SanitizeLines(%q) = %q, want %q", tt.in, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestSanitizeLinesPerLine(t *testing.T) {
+	// The userinfo pattern must not reach over a newline into the next
+	// line's "@" (the reference sanitises line by line).
+	in := "see ://user:\npass@host\nhttp://u:p@h/x\n"
+	want := "see ://user:\npass@host\nhttp://h/x\n"
+	if got := string(SanitizeLines([]byte(in))); got != want {
+		t.Errorf("SanitizeLines = %q, want %q", got, want)
+	}
+}
+
+// maskAll runs text through a masker in the given pieces.
+func maskAll(secrets []string, pieces [][]byte) string {
+	var m secretMasker
+	for _, s := range secrets {
+		m.add([]byte(s))
+	}
+	var out []byte
+	for _, p := range pieces {
+		out = m.mask(out, p, false)
+	}
+	return string(m.mask(out, nil, true))
+}
+
+func TestSecretMasker(t *testing.T) {
+	tests := []struct {
+		name    string
+		secrets []string
+		in      string
+		want    string
+	}{
+		{"none", nil, "token abc", "token abc"},
+		{"one", []string{"s3cr3t"}, "a s3cr3t b s3cr3t", "a <redacted> b <redacted>"},
+		{"overlapping occurrences merge", []string{"aba"}, "xababay", "x<redacted>y"},
+		{"two overlapping secrets merge", []string{"abc", "cde"}, "abcde", "<redacted>"},
+		{"adjacent stay separate", []string{"ab"}, "abab", "<redacted><redacted>"},
+		{"prefix at end flushed", []string{"secret"}, "the secr", "the secr"},
+		{"multi-line secret", []string{"line1\nline2"}, "x line1\nline2 y", "x <redacted> y"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// Every way of cutting the input in two, and byte by byte.
+			if got := maskAll(tt.secrets, [][]byte{[]byte(tt.in)}); got != tt.want {
+				t.Errorf("whole: got %q, want %q", got, tt.want)
+			}
+			for i := 0; i <= len(tt.in); i++ {
+				got := maskAll(tt.secrets, [][]byte{[]byte(tt.in[:i]), []byte(tt.in[i:])})
+				if got != tt.want {
+					t.Errorf("split at %d: got %q, want %q", i, got, tt.want)
+				}
+			}
+			var bytewise [][]byte
+			for i := range len(tt.in) {
+				bytewise = append(bytewise, []byte{tt.in[i]})
+			}
+			if got := maskAll(tt.secrets, bytewise); got != tt.want {
+				t.Errorf("byte by byte: got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// randomSplits cuts b into random pieces.
+func randomSplits(r *rand.Rand, b []byte) [][]byte {
+	var out [][]byte
+	for len(b) > 0 {
+		n := 1 + r.IntN(min(len(b), 1+r.IntN(40)))
+		out = append(out, b[:n])
+		b = b[n:]
+	}
+	return out
+}
+
+// TestSecretMaskerRandomSplits is the property: whatever the split, the
+// output is the one-shot output and no secret survives.
+func TestSecretMaskerRandomSplits(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	const alphabet = "abc:/@ \n"
+	word := func(n int) string {
+		var sb strings.Builder
+		for range n {
+			sb.WriteByte(alphabet[r.IntN(len(alphabet))])
+		}
+		return sb.String()
+	}
+	for i := range 3000 {
+		secrets := []string{word(2 + r.IntN(6))}
+		if r.IntN(2) == 0 {
+			secrets = append(secrets, word(2+r.IntN(6)))
+		}
+		var in strings.Builder
+		for range r.IntN(12) {
+			in.WriteString(word(r.IntN(6)))
+			if r.IntN(2) == 0 {
+				in.WriteString(secrets[r.IntN(len(secrets))])
+			}
+		}
+		text := []byte(in.String())
+		want := maskAll(secrets, [][]byte{text})
+		got := maskAll(secrets, randomSplits(r, text))
+		if got != want {
+			t.Fatalf("case %d: secrets %q input %q: split output %q, one-shot %q", i, secrets, text, got, want)
+		}
+		for _, s := range secrets {
+			if survives(got, s) {
+				t.Fatalf("case %d: secret %q survived in %q (input %q)", i, s, got, text)
+			}
+		}
+	}
+}
+
+func FuzzSanitizeLine(f *testing.F) {
+	f.Add([]byte("Setting up http://buildd:secret@host\n"))
+	f.Add([]byte("x,proxyauth=user:blah"))
+	f.Add([]byte("://:@://a:b@c"))
+	f.Fuzz(func(t *testing.T, line []byte) {
+		out := SanitizeLine(line)
+		if len(out) > len(line) {
+			t.Fatalf("sanitising grew %q to %q", line, out)
+		}
+		if i := bytes.IndexByte(line, '\n'); i < 0 || i == len(line)-1 {
+			if got := SanitizeLines(line); !bytes.Equal(got, out) {
+				t.Fatalf("SanitizeLines(%q) = %q, SanitizeLine = %q", line, got, out)
+			}
+		}
+	})
+}
+
+// FuzzSecretMasker: no panic, split-invariance and no surviving secret.
+func FuzzSecretMasker(f *testing.F) {
+	f.Add("s3cr3t", "ab", "a s3cr3t b", uint64(1))
+	f.Add("aba", "bab", "abababab", uint64(7))
+	f.Fuzz(func(t *testing.T, s1, s2, text string, seed uint64) {
+		if len(text) > 4096 || len(s1) > 64 || len(s2) > 64 {
+			return
+		}
+		secrets := []string{s1, s2}
+		want := maskAll(secrets, [][]byte{[]byte(text)})
+		r := rand.New(rand.NewPCG(seed, seed>>1))
+		got := maskAll(secrets, randomSplits(r, []byte(text)))
+		if got != want {
+			t.Fatalf("split output %q, one-shot %q", got, want)
+		}
+		for _, s := range secrets {
+			// The marker's own characters could spell a secret with "<" or ">".
+			if s != "" && !strings.ContainsAny(s, "<>\x00") && survives(got, s) {
+				t.Fatalf("secret %q survived in %q", s, got)
+			}
+		}
+	})
+}
+
+// survives reports whether secret s is in out outside the markers.
+func survives(out, s string) bool {
+	return strings.Contains(strings.ReplaceAll(out, redactedText, "\x00"), s)
+}
