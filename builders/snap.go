@@ -1,0 +1,397 @@
+package builders
+
+// The snap manager: launchpad-buildd's SnapBuildManager (lpbuildd/snap.py)
+// and its in-target buildsnap operation (lpbuildd/target/build_snap.py)
+// in one, run from the agent against a target.
+//
+// Where the reference runs one in-target process whose exit code decides
+// the status, this manager runs each command itself; the mapping is kept:
+//
+//	what failed                                   reference              status
+//	----------------------------------------------------------------------------------
+//	making, creating or starting the target       unpack/mount-chroot ≠0 CHROOTFAIL
+//	starting the builder proxy                    host-side exception    BUILDERFAIL
+//	a command of the install phase exits ≠ 0      buildsnap exit 200     PACKAGEFAIL
+//	  (apt-get, snap install/refresh/ack/set,
+//	  snap store proxy assertions, proxy files)
+//	the source checkout (vcs error, bad ref)      buildsnap exit 201     PACKAGEFAIL
+//	snapcraft pull, tar, snapcraft, sha512sum ≠ 0 buildsnap exit 201     PACKAGEFAIL
+//	a command cannot be run at all, copying the   in-target dies, ≠200/1 BUILDERFAIL
+//	  source into the target fails (agent or
+//	  target broke)
+//	gathering results fails                       "Failed to gather      PACKAGEFAIL
+//	                                              results: …"
+//	stopping or removing the target fails         umount/remove ≠ 0      BUILDERFAIL
+//	  (only if nothing failed before)
+//	abort (ctx cancelled)                         reaped, exit 137       ABORTED (the agent decides)
+//	everything succeeded                          exit 0, gathered       OK, with the filemap
+
+import (
+	"context"
+	"io/fs"
+	"sort"
+	"strings"
+
+	"github.com/buildd-agent/buildd-agent/builders/target"
+)
+
+func init() { Register("snap", NewSnapManager) }
+
+// snapResultSuffixes are the files gathered from /build/<name>
+// (snaps, their manifests, debug symbols, dpkg lists, components).
+var snapResultSuffixes = []string{".snap", ".manifest", ".debug", ".dpkg.yaml", ".comp"}
+
+// SnapArgs are the snap manager's build arguments.
+type SnapArgs struct {
+	Common                CommonArgs
+	Name                  string
+	Channels              map[string]string
+	BuildRequestID        string
+	HasBuildRequestID     bool
+	BuildRequestTimestamp string
+	ProxyURL              string
+	RevocationEndpoint    string
+	DisableProxyAfterPull bool
+	GitRepository         string
+	GitPath               string
+	BuildSourceTarball    bool
+	Private               bool
+	TargetArchitectures   []string
+	LaunchpadInstance     string
+	LaunchpadServerURL    string
+}
+
+// ParseSnapArgs validates a snap build's arguments.
+func ParseSnapArgs(args map[string]any) (SnapArgs, error) {
+	p := NewArgParser(args)
+	var a SnapArgs
+	a.Common = ParseCommonArgs(p)
+	a.Name = p.PathComponent("name")
+	a.Channels = p.StringMap("channels")
+	a.BuildRequestID, a.HasBuildRequestID = p.Scalar("build_request_id")
+	a.BuildRequestTimestamp = p.String("build_request_timestamp")
+	a.ProxyURL = p.URL("proxy_url", "http", "https")
+	a.RevocationEndpoint = p.URL("revocation_endpoint", "http", "https")
+	a.DisableProxyAfterPull = p.Bool("disable_proxy_after_pull")
+	p.Reject("branch", "Bazaar branches are not supported by this builder; use git_repository")
+	a.GitRepository = p.RequiredString("git_repository")
+	a.GitPath = p.String("git_path")
+	a.BuildSourceTarball = p.Bool("build_source_tarball")
+	a.Private = p.Bool("private")
+	a.TargetArchitectures = p.StringList("target_architectures")
+	a.LaunchpadInstance = p.String("launchpad_instance")
+	a.LaunchpadServerURL = p.String("launchpad_server_url")
+	// Launchpad may send build_path; the reference ignores it for snaps.
+	if p.Bool("use_fetch_service") {
+		p.Fail("use_fetch_service", "the fetch service is not supported by this builder")
+	}
+	// secrets only carries the fetch service's certificate.
+	if p.Has("secrets") {
+		if _, ok := args["secrets"].(map[string]any); !ok {
+			p.Fail("secrets", "must be a struct, not %s", typeName(args["secrets"]))
+		}
+	}
+	for snap, channel := range a.Channels {
+		if !snapName.MatchString(snap) {
+			p.Fail("channels", "%q is not a snap name", snap)
+		}
+		if channel == "" || strings.ContainsAny(channel, " \t\n\r") || strings.HasPrefix(channel, "-") {
+			p.Fail("channels", "%q is not a channel (for snap %q)", channel, snap)
+		}
+	}
+	for i, arch := range a.TargetArchitectures {
+		if !archName.MatchString(arch) {
+			p.Fail("target_architectures", "element %d (%q) is not an architecture tag", i, arch)
+		}
+	}
+	if strings.HasPrefix(a.GitPath, "-") {
+		p.Fail("git_path", "must not start with '-'")
+	}
+	if strings.HasPrefix(a.GitRepository, "-") {
+		p.Fail("git_repository", "must not start with '-'")
+	}
+	if err := p.Err(); err != nil {
+		return SnapArgs{}, err
+	}
+	return a, nil
+}
+
+// SnapManager runs one snap build.
+type SnapManager struct {
+	req      Request
+	args     SnapArgs
+	progress ProgressFunc
+}
+
+// NewSnapManager is the snap manager's Factory.
+func NewSnapManager(req Request) (Manager, error) {
+	a, err := ParseSnapArgs(req.Args)
+	if err != nil {
+		return nil, err
+	}
+	return &SnapManager{req: req, args: a}, nil
+}
+
+// Args are the validated arguments.
+func (m *SnapManager) Args() SnapArgs { return m.args }
+
+// SetProgress implements ProgressReporter.
+func (m *SnapManager) SetProgress(f ProgressFunc) { m.progress = f }
+
+// ProxyInfo implements Manager: the fetch service is never used.
+func (m *SnapManager) ProxyInfo() (bool, string) { return false, m.args.RevocationEndpoint }
+
+// snapPhases is the number of phases SetProgress is told about.
+const snapPhases = 8
+
+// ImageInfo is SNAPCRAFT_IMAGE_INFO: json.dumps(…, sort_keys=True).
+func (a SnapArgs) ImageInfo() string {
+	data := map[string]string{}
+	if a.HasBuildRequestID {
+		data["build-request-id"] = "lp-" + a.BuildRequestID
+	}
+	if a.BuildRequestTimestamp != "" {
+		data["build-request-timestamp"] = a.BuildRequestTimestamp
+	}
+	if a.Common.BuildURL != "" {
+		data["build_url"] = a.Common.BuildURL
+	}
+	return PythonJSONObject(data)
+}
+
+// snapcraftEnv is the environment of snapcraft pull (pull=true) and of
+// snapcraft itself, after LANG, SHELL and the proxy variables.
+func (a SnapArgs) snapcraftEnv(pull bool) []string {
+	var env []string
+	if pull {
+		env = append(env, "SNAPCRAFT_LOCAL_SOURCES=1", "SNAPCRAFT_SETUP_CORE=1")
+	}
+	if !a.Private {
+		env = append(env, "SNAPCRAFT_BUILD_INFO=1")
+	}
+	env = append(env, "SNAPCRAFT_IMAGE_INFO="+a.ImageInfo(), "SNAPCRAFT_BUILD_ENVIRONMENT=host")
+	if !pull && len(a.TargetArchitectures) > 0 {
+		env = append(env, "SNAPCRAFT_BUILD_FOR="+a.TargetArchitectures[0])
+	}
+	if a.LaunchpadInstance != "" {
+		env = append(env, "LAUNCHPAD_INSTANCE="+a.LaunchpadInstance)
+	}
+	if a.LaunchpadServerURL != "" {
+		env = append(env, "LAUNCHPAD_SERVER_URL="+a.LaunchpadServerURL)
+	}
+	return env
+}
+
+// Run implements Manager.
+func (m *SnapManager) Run(ctx context.Context, env *Env) Result {
+	b := NewContainerBuild(env, m.req, m.args.Common, m.progress, snapPhases)
+	b.AddURLSecrets(m.args.ProxyURL)
+	b.AddURLSecrets(m.args.GitRepository)
+	f := m.build(ctx, b)
+	// The reference stops the proxy and revokes its token as soon as the
+	// build operation ends, whatever the result, before gathering.
+	b.Phase("stop proxy")
+	b.StopProxy(ctx)
+	b.Phase("gather results")
+	if f == nil {
+		f = b.GatherResults(ctx, m.buildDir(), func(name string) bool {
+			for _, s := range snapResultSuffixes {
+				if strings.HasSuffix(name, s) {
+					return true
+				}
+			}
+			return false
+		}, m.tarballPaths()...)
+	}
+	return b.Finish(ctx, f)
+}
+
+func (m *SnapManager) buildDir() string { return "/build/" + m.args.Name }
+
+func (m *SnapManager) tarballPaths() []string {
+	if !m.args.BuildSourceTarball {
+		return nil
+	}
+	return []string{"/build/" + m.args.Name + ".tar.gz"}
+}
+
+// build runs the phases up to the end of snapcraft: target, proxy,
+// install, repo, pull, build.
+func (m *SnapManager) build(ctx context.Context, b *ContainerBuild) *Failure {
+	a := m.args
+	b.Phase("start target")
+	if f := b.StartTarget(ctx, "", m.req.Chroot); f != nil {
+		return f
+	}
+	if a.ProxyURL != "" {
+		if f := b.StartProxy(ctx, a.ProxyURL, a.RevocationEndpoint); f != nil {
+			return f
+		}
+	}
+
+	b.Phase("install")
+	if f := m.install(ctx, b); f != nil {
+		return prefixFailure(f, "Install failed")
+	}
+
+	b.Phase("fetch source")
+	b.Logf("Running repo phase...")
+	rev, f := b.FetchGit(ctx, a.GitRepository, a.GitPath, m.buildDir(), a.ProxyURL)
+	if f != nil {
+		return prefixFailure(f, "Build failed")
+	}
+	if env := b.Env; env.SetStatus != nil {
+		env.SetStatus("revision_id", rev)
+	}
+
+	b.Phase("snapcraft pull")
+	if f := m.pull(ctx, b); f != nil {
+		return prefixFailure(f, "Build failed")
+	}
+
+	b.Phase("snapcraft build")
+	if f := m.snapcraft(ctx, b); f != nil {
+		return prefixFailure(f, "Build failed")
+	}
+	return nil
+}
+
+// prefixFailure puts the reference's phase message in front of a failure.
+func prefixFailure(f *Failure, prefix string) *Failure {
+	if f.Status == BuildAborted {
+		return f
+	}
+	return &Failure{Status: f.Status, Err: &prefixedError{prefix: prefix, err: f.Err}}
+}
+
+type prefixedError struct {
+	prefix string
+	err    error
+}
+
+func (e *prefixedError) Error() string { return e.prefix + ": " + e.err.Error() }
+func (e *prefixedError) Unwrap() error { return e.err }
+
+// install is build_snap.py's install phase.
+func (m *SnapManager) install(ctx context.Context, b *ContainerBuild) *Failure {
+	a := m.args
+	b.Logf("Running install phase...")
+	var deps []string
+	if b.Proxy != nil {
+		// The reference also installs python3 for its Python git proxy
+		// helper; ours is a shell script around socat.
+		deps = append(deps, "socat")
+		if f := b.InstallGitProxy(ctx); f != nil {
+			return f
+		}
+	}
+	// udev works around https://bugs.launchpad.net/snapd/+bug/1731519.
+	for _, dep := range []string{"snapd", "fuse", "squashfuse", "udev"} {
+		ok, err := b.PackageAvailable(ctx, dep)
+		if err != nil {
+			return b.ctxFail(ctx, BuildBuilderFail, "cannot run apt-cache: %w", err)
+		}
+		if ok {
+			deps = append(deps, dep)
+		}
+	}
+	deps = append(deps, "git")
+	if _, ok := a.Channels["snapcraft"]; ok {
+		// snapcraft needs sudo but cannot depend on it as a snap.
+		deps = append(deps, "sudo")
+	} else {
+		deps = append(deps, "snapcraft")
+	}
+	if f := b.Run(ctx, BuildPackageFail, target.Command{Args: append([]string{"apt-get", "-y", "install"}, deps...)}); f != nil {
+		return f
+	}
+	if f := b.InstallSnapStoreProxy(ctx, b.Env.Config.SnapStoreProxyURL, BuildPackageFail); f != nil {
+		return f
+	}
+	snaps := make([]string, 0, len(a.Channels))
+	for s := range a.Channels {
+		snaps = append(snaps, s)
+	}
+	sort.Strings(snaps)
+	for _, s := range snaps {
+		if s == "snapcraft" {
+			continue // needs --classic, below
+		}
+		ch := "--channel=" + a.Channels[s]
+		if f := b.Run(ctx, BuildPackageFail, target.Command{Args: []string{"snap", "install", ch, s}}); f != nil {
+			return f
+		}
+		// A snap preinstalled in the image needs a refresh to change channel.
+		if f := b.Run(ctx, BuildPackageFail, target.Command{Args: []string{"snap", "refresh", ch, s}}); f != nil {
+			return f
+		}
+	}
+	if ch, ok := a.Channels["snapcraft"]; ok {
+		if f := b.Run(ctx, BuildPackageFail, target.Command{Args: []string{"snap", "install", "--classic", "--channel=" + ch, "snapcraft"}}); f != nil {
+			return f
+		}
+	}
+	if b.Proxy != nil {
+		if f := b.InstallSVNServers(ctx, BuildPackageFail); f != nil {
+			return f
+		}
+	}
+	return nil
+}
+
+// pull is build_snap.py's pull phase, with the optional source tarball and
+// the early token revocation.
+func (m *SnapManager) pull(ctx context.Context, b *ContainerBuild) *Failure {
+	a := m.args
+	b.Logf("Running pull phase...")
+	if f := b.Run(ctx, BuildPackageFail, target.Command{
+		Args: []string{"snapcraft", "pull"},
+		Env:  b.BuildEnv(a.snapcraftEnv(true)...),
+		Dir:  m.buildDir(),
+	}); f != nil {
+		return f
+	}
+	if a.BuildSourceTarball {
+		if f := b.Run(ctx, BuildPackageFail, target.Command{
+			Args: []string{"tar", "-czf", a.Name + ".tar.gz", "--format=gnu", "--sort=name", "--exclude-vcs",
+				"--numeric-owner", "--owner=0", "--group=0", a.Name},
+			Env: b.BuildEnv(),
+			Dir: "/build",
+		}); f != nil {
+			return f
+		}
+	}
+	if a.DisableProxyAfterPull && a.ProxyURL != "" && a.RevocationEndpoint != "" {
+		b.CutOffProxy(ctx)
+	}
+	return nil
+}
+
+// snapcraft is build_snap.py's build phase.
+func (m *SnapManager) snapcraft(ctx context.Context, b *ContainerBuild) *Failure {
+	b.Logf("Running build phase...")
+	if f := b.Run(ctx, BuildPackageFail, target.Command{
+		Args: []string{"snapcraft"},
+		Env:  b.BuildEnv(m.args.snapcraftEnv(false)...),
+		Dir:  m.buildDir(),
+	}); f != nil {
+		return f
+	}
+	entries, err := b.Target.ListDir(ctx, m.buildDir())
+	if err != nil {
+		return b.ctxFail(ctx, BuildBuilderFail, "cannot list %s: %w", m.buildDir(), err)
+	}
+	for _, e := range entries {
+		if e.Mode&fs.ModeSymlink != 0 || !strings.HasSuffix(e.Name, ".snap") {
+			continue
+		}
+		if f := b.Run(ctx, BuildPackageFail, target.Command{
+			Args: []string{"sha512sum", e.Name},
+			Env:  b.BuildEnv(),
+			Dir:  m.buildDir(),
+		}); f != nil {
+			return f
+		}
+	}
+	return nil
+}
