@@ -232,8 +232,8 @@ func flagLetters(s int) string {
 // String renders c the way getcap (libcap2-bin 2.66, Debian 12) prints it
 // after the file name, "cap_net_raw=ep" or "cap_chown,cap_net_raw=ep
 // cap_kill+i": it is libcap's cap_to_text algorithm (most common state as
-// the base, then one clause per other state, highest first). A v3 value
-// with a non-zero root id gets getcap's " [rootid=N]" suffix.
+// the base, then one clause per other state, highest first). The root id
+// is not part of it (see StringWithRootID).
 func (c Caps) String() string {
 	known := len(capNames)
 	var histo [8]int
@@ -289,9 +289,14 @@ func (c Caps) String() string {
 		}
 		buf += " " + strings.Join(names, ",") + "+" + flagLetters(t)
 	}
-	s := buf[base:]
+	return buf[base:]
+}
+
+// StringWithRootID is what `getcap -n` prints: String plus
+// " [rootid=N]" for a v3 value with a non-zero root id.
+func (c Caps) StringWithRootID() string {
 	if c.Version == 3 && c.RootID != 0 {
-		s += fmt.Sprintf(" [rootid=%d]", c.RootID)
+		return fmt.Sprintf("%s [rootid=%d]", c, c.RootID)
 	}
-	return s
+	return c.String()
 }

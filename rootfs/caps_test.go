@@ -44,7 +44,7 @@ var capsGolden = []struct {
 	{"v1 net_raw=ep", "010000010020000000000000",
 		Caps{Permitted: 1 << 13, Effective: true, Version: 1}, "cap_net_raw=ep"},
 	{"v3 net_raw=ep rootid", "010000030020000000000000000000000000000040420f00",
-		Caps{Permitted: 1 << 13, Effective: true, RootID: 1000000, Version: 3}, "cap_net_raw=ep [rootid=1000000]"},
+		Caps{Permitted: 1 << 13, Effective: true, RootID: 1000000, Version: 3}, "cap_net_raw=ep"},
 	{"v3 rootid 0", "010000030020000000000000000000000000000000000000",
 		Caps{Permitted: 1 << 13, Effective: true, Version: 3}, "cap_net_raw=ep"},
 	{"v2 unnamed bit", "0000000200000000000000000000800000000000",
