@@ -29,6 +29,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/buildd-agent/buildd-agent/builders/target"
+	"github.com/buildd-agent/buildd-agent/proxy"
 )
 
 // ---------------------------------------------------------------------------
@@ -389,11 +390,11 @@ type CheckoutOptions struct {
 
 var (
 	// StartProxyFunc starts a builder proxy.
-	StartProxyFunc func(ctx context.Context, cfg ProxyConfig) (BuilderProxy, error)
+	StartProxyFunc = startBuilderProxy
 	// GitProxyScript and GitProxyPath are the git:// proxy helper copied
 	// into the target (the reference's lpbuildd-git-proxy).
-	GitProxyScript []byte
-	GitProxyPath   = "/usr/local/bin/lpbuildd-git-proxy"
+	GitProxyScript = proxy.GitProxyScript
+	GitProxyPath   = proxy.GitProxyPath
 	// CheckoutFunc checks out repository at ref ("" = HEAD) into dir on the
 	// host and returns the commit it resolved to.
 	CheckoutFunc func(ctx context.Context, repository, ref, dir string, opts CheckoutOptions) (revision string, err error)
@@ -422,7 +423,6 @@ type ContainerBuild struct {
 	progress    ProgressFunc
 	step, steps int
 	proxyOnce   sync.Once
-	revocation  string
 }
 
 // NewContainerBuild prepares a build; progress may be nil.
@@ -610,7 +610,6 @@ func (b *ContainerBuild) StartProxy(ctx context.Context, upstream, revocationEnd
 	}
 	b.Proxy = p
 	b.ProxyEnv = p.Env()
-	b.revocation = revocationEndpoint
 	return nil
 }
 
@@ -623,9 +622,7 @@ func (b *ContainerBuild) StopProxy(ctx context.Context) {
 	b.proxyOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		if b.revocation != "" {
-			b.Logf("Revoking proxy token...")
-		}
+		// Stop writes "Revoking proxy token..." and the outcome itself.
 		if err := b.Proxy.Stop(ctx); err != nil {
 			b.Logf("Unable to stop the builder proxy cleanly: %v", err)
 		}
@@ -637,7 +634,6 @@ func (b *ContainerBuild) CutOffProxy(ctx context.Context) {
 	if b.Proxy == nil {
 		return
 	}
-	b.Logf("Revoking proxy token...")
 	if err := b.Proxy.CutOff(ctx); err != nil {
 		b.Logf("Unable to revoke the proxy token: %v", err)
 	}
@@ -964,4 +960,18 @@ func PythonJSONObject(values map[string]string) string {
 	}
 	sb.WriteByte('}')
 	return sb.String()
+}
+
+// startBuilderProxy is StartProxyFunc on package proxy.
+func startBuilderProxy(ctx context.Context, cfg ProxyConfig) (BuilderProxy, error) {
+	p, err := proxy.Start(ctx, proxy.Config{
+		Upstream:           cfg.Upstream,
+		RevocationEndpoint: cfg.RevocationEndpoint,
+		ListenAddr:         cfg.ListenAddr,
+		Log:                cfg.Log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
 }

@@ -40,12 +40,16 @@ func (p *fakeProxy) CutOff(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.events = append(p.events, "cutoff")
+	io.WriteString(p.cfg.Log, "Revoking proxy token...\n")
 	return nil
 }
 func (p *fakeProxy) Stop(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.events = append(p.events, "stop")
+	if p.cfg.RevocationEndpoint != "" && !slices.Contains(p.events, "cutoff") {
+		io.WriteString(p.cfg.Log, "Revoking proxy token...\n")
+	}
 	return nil
 }
 
