@@ -43,11 +43,31 @@ const ProtocolVersion = "1.0"
 // log unreadable and protects nothing.
 const minSecretLen = 4
 
+// resultCache is the part of *FileCache the builder uses (a seam for the
+// state machine's unit tests).
+type resultCache interface {
+	EnsurePresent(ctx context.Context, sha1, url, user, password string) (bool, string)
+	Has(sha1 string) bool
+	Path(sha1 string) string
+	Store(r io.Reader) (string, error)
+	Remove(sha1 string) error
+}
+
+// buildLogger is the part of *BuildLog the builder uses.
+type buildLogger interface {
+	io.Writer
+	AddSecret(s string)
+	Tail() []byte
+	Flush() error
+	Reset() error
+	Remove() error
+}
+
 type builderDeps struct {
 	cfg     *Config
 	logger  *slog.Logger
-	cache   *FileCache
-	log     *BuildLog
+	cache   resultCache
+	log     buildLogger
 	targets map[string]target.Factory
 }
 
@@ -556,7 +576,7 @@ func shortState(s string) string { return strings.TrimPrefix(s, "BuilderStatus."
 // that they cannot land in a later build's log.
 type buildWriter struct {
 	bd  *build
-	log *BuildLog
+	log io.Writer
 }
 
 func (w *buildWriter) Write(p []byte) (int, error) {

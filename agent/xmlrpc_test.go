@@ -11,10 +11,10 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-// golden holds what Python's xmlrpc.client.dumps(..., allow_none=True)
+// pythonGolden holds what Python's xmlrpc.client.dumps(..., allow_none=True)
 // writes for the same values (generated with CPython 3.11; see the values
 // in TestEncodeGolden). launchpad-buildd's responses are exactly these.
-var golden = map[string]string{
+var pythonGolden = map[string]string{
 	"idle":     "<?xml version='1.0'?>\n<methodResponse>\n<params>\n<param>\n<value><struct>\n<member>\n<name>builder_status</name>\n<value><string>BuilderStatus.IDLE</string></value>\n</member>\n<member>\n<name>builder_version</name>\n<value><string>0.1.0-dev</string></value>\n</member>\n</struct></value>\n</param>\n</params>\n</methodResponse>\n",
 	"building": "<?xml version='1.0'?>\n<methodResponse>\n<params>\n<param>\n<value><struct>\n<member>\n<name>builder_status</name>\n<value><string>BuilderStatus.BUILDING</string></value>\n</member>\n<member>\n<name>builder_version</name>\n<value><string>0.1.0-dev</string></value>\n</member>\n<member>\n<name>build_id</name>\n<value><string>SNAPBUILD-1</string></value>\n</member>\n<member>\n<name>logtail</name>\n<value><base64>\naGkK\n</base64></value>\n</member>\n</struct></value>\n</param>\n</params>\n</methodResponse>\n",
 	"waiting":  "<?xml version='1.0'?>\n<methodResponse>\n<params>\n<param>\n<value><struct>\n<member>\n<name>builder_status</name>\n<value><string>BuilderStatus.WAITING</string></value>\n</member>\n<member>\n<name>builder_version</name>\n<value><string>0.1.0-dev</string></value>\n</member>\n<member>\n<name>build_status</name>\n<value><string>BuildStatus.OK</string></value>\n</member>\n<member>\n<name>build_id</name>\n<value><string>SNAPBUILD-1</string></value>\n</member>\n<member>\n<name>filemap</name>\n<value><struct>\n<member>\n<name>a.snap</name>\n<value><string>da39a3ee5e6b4b0d3255bfef95601890afd80709</string></value>\n</member>\n</struct></value>\n</member>\n<member>\n<name>dependencies</name>\n<value><string></string></value>\n</member>\n<member>\n<name>revision_id</name>\n<value><string>abc</string></value>\n</member>\n</struct></value>\n</param>\n</params>\n</methodResponse>\n",
@@ -52,14 +52,14 @@ func TestEncodeGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if diff := cmp.Diff(golden[tt.name], string(got)); diff != "" {
+			if diff := cmp.Diff(pythonGolden[tt.name], string(got)); diff != "" {
 				t.Errorf("response differs from Python's (-python +ours):\n%s", diff)
 			}
 		})
 	}
 	t.Run("fault", func(t *testing.T) {
 		got := AppendFault(nil, &Fault{Code: 8002, String: "error <&>"})
-		if diff := cmp.Diff(golden["fault"], string(got)); diff != "" {
+		if diff := cmp.Diff(pythonGolden["fault"], string(got)); diff != "" {
 			t.Errorf("fault differs from Python's (-python +ours):\n%s", diff)
 		}
 	})
@@ -69,7 +69,7 @@ func TestEncodeGolden(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if diff := cmp.Diff(golden["request"], string(got)); diff != "" {
+		if diff := cmp.Diff(pythonGolden["request"], string(got)); diff != "" {
 			t.Errorf("request differs from Python's (-python +ours):\n%s", diff)
 		}
 	})
@@ -124,11 +124,11 @@ func TestPyFloat(t *testing.T) {
 	}
 }
 
-func call(method, params string) string {
+func rpcCallDoc(method, params string) string {
 	return "<?xml version='1.0'?>\n<methodCall>\n<methodName>" + method + "</methodName>\n<params>\n" + params + "</params>\n</methodCall>\n"
 }
 
-func param(v string) string { return "<param>\n<value>" + v + "</value>\n</param>\n" }
+func rpcParam(v string) string { return "<param>\n<value>" + v + "</value>\n</param>\n" }
 
 func TestDecodeRequestTypes(t *testing.T) {
 	when := time.Date(2025, 4, 3, 15, 13, 1, 0, time.UTC)
@@ -184,7 +184,7 @@ func TestDecodeRequestTypes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := DecodeRequest(strings.NewReader(call("echo", param(tt.value))))
+			c, err := DecodeRequest(strings.NewReader(rpcCallDoc("echo", rpcParam(tt.value))))
 			if err != nil {
 				t.Fatalf("DecodeRequest: %v", err)
 			}
@@ -204,7 +204,7 @@ func TestDecodeRequestShapes(t *testing.T) {
 		method    string
 		params    []any
 	}{
-		{"python status", call("status", ""), "status", []any{}},
+		{"python status", rpcCallDoc("status", ""), "status", []any{}},
 		{"no params element", "<methodCall><methodName>info</methodName></methodCall>", "info", []any{}},
 		{"empty params", "<methodCall><methodName>info</methodName><params/></methodCall>", "info", []any{}},
 		{"no declaration", "<methodCall><methodName>echo</methodName><params><param><value>a</value></param><param><value><int>1</int></value></param></params></methodCall>",
@@ -228,7 +228,7 @@ func TestDecodeRequestShapes(t *testing.T) {
 	}
 }
 
-func nest(n int) string {
+func rpcNest(n int) string {
 	return strings.Repeat("<array><data><value>", n) + "x" + strings.Repeat("</value></data></array>", n)
 }
 
@@ -240,47 +240,47 @@ func TestDecodeRequestMalformed(t *testing.T) {
 		{"not xml", "hello", "unexpected text"},
 		{"truncated", "<methodCall><methodName>x</methodName>", "unexpected EOF"},
 		{"wrong root", "<methodResponse><params/></methodResponse>", "expected <methodCall>"},
-		{"trailing garbage", call("status", "") + "garbage", "trailing text"},
-		{"trailing element", call("status", "") + "<x/>", "trailing content"},
-		{"two roots", call("status", "") + call("status", ""), "trailing content"},
-		{"doctype", "<!DOCTYPE methodCall [<!ENTITY x \"y\">]>" + call("status", ""), "DOCTYPE"},
-		{"entity", call("echo", param("<string>&x;</string>")), "invalid character entity"},
-		{"external entity", call("echo", param("<string>&xxe;</string>")), "entity"},
-		{"bad char ref", call("echo", param("<string>&#0;</string>")), "character"},
-		{"processing instruction", call("status", "<?php x?>"), "processing instruction"},
-		{"late xml declaration", "<!-- x --><?xml version='1.0'?>" + call("status", ""), ""},
+		{"trailing garbage", rpcCallDoc("status", "") + "garbage", "trailing text"},
+		{"trailing element", rpcCallDoc("status", "") + "<x/>", "trailing content"},
+		{"two roots", rpcCallDoc("status", "") + rpcCallDoc("status", ""), "trailing content"},
+		{"doctype", "<!DOCTYPE methodCall [<!ENTITY x \"y\">]>" + rpcCallDoc("status", ""), "DOCTYPE"},
+		{"entity", rpcCallDoc("echo", rpcParam("<string>&x;</string>")), "invalid character entity"},
+		{"external entity", rpcCallDoc("echo", rpcParam("<string>&xxe;</string>")), "entity"},
+		{"bad char ref", rpcCallDoc("echo", rpcParam("<string>&#0;</string>")), "character"},
+		{"processing instruction", rpcCallDoc("status", "<?php x?>"), "processing instruction"},
+		{"late xml declaration", "<!-- x --><?xml version='1.0'?>" + rpcCallDoc("status", ""), ""},
 		{"latin1", "<?xml version='1.0' encoding='ISO-8859-1'?><methodCall><methodName>x</methodName></methodCall>", "ISO-8859-1"},
-		{"invalid utf8", call("echo", param("<string>\xff</string>")), "UTF-8"},
+		{"invalid utf8", rpcCallDoc("echo", rpcParam("<string>\xff</string>")), "UTF-8"},
 		{"mismatched tags", "<methodCall><methodName>x</methodCall>", "element <methodName> closed by </methodCall>"},
-		{"unknown element in value", call("echo", param("<foo>1</foo>")), "unknown element <foo>"},
-		{"unknown element in params", call("echo", "<foo/>"), "unexpected element <foo>"},
-		{"unknown element in member", call("echo", param("<struct><member><name>a</name><value>1</value><x/></member></struct>")), "unexpected element <x>"},
-		{"member without value", call("echo", param("<struct><member><name>a</name></member></struct>")), "expected <value>"},
-		{"member without name", call("echo", param("<struct><member><value>1</value></member></struct>")), "expected <name>"},
-		{"array without data", call("echo", param("<array><value>1</value></array>")), "expected <data>"},
-		{"element in string", call("echo", param("<string><b>x</b></string>")), "unexpected element <b>"},
-		{"text and element", call("echo", param("x<string>y</string>")), "mixed"},
-		{"two typed", call("echo", param("<int>1</int><int>2</int>")), "unexpected element <int>"},
-		{"param without value", call("echo", "<param></param>"), "expected <value>"},
-		{"text in params", call("echo", "text"), "unexpected text"},
+		{"unknown element in value", rpcCallDoc("echo", rpcParam("<foo>1</foo>")), "unknown element <foo>"},
+		{"unknown element in params", rpcCallDoc("echo", "<foo/>"), "unexpected element <foo>"},
+		{"unknown element in member", rpcCallDoc("echo", rpcParam("<struct><member><name>a</name><value>1</value><x/></member></struct>")), "unexpected element <x>"},
+		{"member without value", rpcCallDoc("echo", rpcParam("<struct><member><name>a</name></member></struct>")), "expected <value>"},
+		{"member without name", rpcCallDoc("echo", rpcParam("<struct><member><value>1</value></member></struct>")), "expected <name>"},
+		{"array without data", rpcCallDoc("echo", rpcParam("<array><value>1</value></array>")), "expected <data>"},
+		{"element in string", rpcCallDoc("echo", rpcParam("<string><b>x</b></string>")), "unexpected element <b>"},
+		{"text and element", rpcCallDoc("echo", rpcParam("x<string>y</string>")), "mixed"},
+		{"two typed", rpcCallDoc("echo", rpcParam("<int>1</int><int>2</int>")), "unexpected element <int>"},
+		{"param without value", rpcCallDoc("echo", "<param></param>"), "expected <value>"},
+		{"text in params", rpcCallDoc("echo", "text"), "unexpected text"},
 		{"attribute", "<methodCall id='1'><methodName>x</methodName></methodCall>", "unexpected attribute"},
 		{"empty method", "<methodCall><methodName></methodName></methodCall>", "invalid method name"},
 		{"method with space", "<methodCall><methodName>a b</methodName></methodCall>", "invalid method name"},
 		{"no method name", "<methodCall><params/></methodCall>", "expected <methodName>"},
-		{"bad int", call("echo", param("<int>1.5</int>")), "bad <int>"},
-		{"int overflow", call("echo", param("<i8>9223372036854775808</i8>")), "bad <i8>"},
-		{"i4 overflow", call("echo", param("<i4>2147483648</i4>")), "out of range"},
-		{"empty int", call("echo", param("<int></int>")), "bad <int>"},
-		{"bad boolean", call("echo", param("<boolean>true</boolean>")), "bad <boolean>"},
-		{"bad double", call("echo", param("<double>abc</double>")), "bad <double>"},
-		{"nan", call("echo", param("<double>NaN</double>")), "bad <double>"},
-		{"inf", call("echo", param("<double>1e999</double>")), "bad <double>"},
-		{"hex double", call("echo", param("<double>0x1p3</double>")), "bad <double>"},
-		{"bad base64", call("echo", param("<base64>!!!!</base64>")), "bad <base64>"},
-		{"base64 no padding", call("echo", param("<base64>aGk</base64>")), "bad <base64>"},
-		{"bad datetime", call("echo", param("<dateTime.iso8601>yesterday</dateTime.iso8601>")), "bad <dateTime.iso8601>"},
-		{"nil with content", call("echo", param("<nil>x</nil>")), "<nil/> must be empty"},
-		{"too deep", call("echo", param(nest(MaxDepth+2))), "nested deeper"},
+		{"bad int", rpcCallDoc("echo", rpcParam("<int>1.5</int>")), "bad <int>"},
+		{"int overflow", rpcCallDoc("echo", rpcParam("<i8>9223372036854775808</i8>")), "bad <i8>"},
+		{"i4 overflow", rpcCallDoc("echo", rpcParam("<i4>2147483648</i4>")), "out of range"},
+		{"empty int", rpcCallDoc("echo", rpcParam("<int></int>")), "bad <int>"},
+		{"bad boolean", rpcCallDoc("echo", rpcParam("<boolean>true</boolean>")), "bad <boolean>"},
+		{"bad double", rpcCallDoc("echo", rpcParam("<double>abc</double>")), "bad <double>"},
+		{"nan", rpcCallDoc("echo", rpcParam("<double>NaN</double>")), "bad <double>"},
+		{"inf", rpcCallDoc("echo", rpcParam("<double>1e999</double>")), "bad <double>"},
+		{"hex double", rpcCallDoc("echo", rpcParam("<double>0x1p3</double>")), "bad <double>"},
+		{"bad base64", rpcCallDoc("echo", rpcParam("<base64>!!!!</base64>")), "bad <base64>"},
+		{"base64 no padding", rpcCallDoc("echo", rpcParam("<base64>aGk</base64>")), "bad <base64>"},
+		{"bad datetime", rpcCallDoc("echo", rpcParam("<dateTime.iso8601>yesterday</dateTime.iso8601>")), "bad <dateTime.iso8601>"},
+		{"nil with content", rpcCallDoc("echo", rpcParam("<nil>x</nil>")), "<nil/> must be empty"},
+		{"too deep", rpcCallDoc("echo", rpcParam(rpcNest(MaxDepth+2))), "nested deeper"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -296,7 +296,7 @@ func TestDecodeRequestMalformed(t *testing.T) {
 }
 
 func TestDecodeDepthLimitBoundary(t *testing.T) {
-	if _, err := DecodeRequest(strings.NewReader(call("echo", param(nest(MaxDepth))))); err != nil {
+	if _, err := DecodeRequest(strings.NewReader(rpcCallDoc("echo", rpcParam(rpcNest(MaxDepth))))); err != nil {
 		t.Errorf("nesting of %d refused: %v", MaxDepth, err)
 	}
 }
@@ -330,12 +330,12 @@ func TestRoundTrip(t *testing.T) {
 }
 
 func TestDecodeResponse(t *testing.T) {
-	_, err := DecodeResponse(strings.NewReader(golden["fault"]))
+	_, err := DecodeResponse(strings.NewReader(pythonGolden["fault"]))
 	var f *Fault
 	if !errors.As(err, &f) || f.Code != 8002 || f.String != "error <&>" {
 		t.Errorf("fault: got %v", err)
 	}
-	v, err := DecodeResponse(strings.NewReader(golden["ensure"]))
+	v, err := DecodeResponse(strings.NewReader(pythonGolden["ensure"]))
 	if err != nil || !cmp.Equal(v, []any{true, "Cache"}) {
 		t.Errorf("ensure: got %#v, %v", v, err)
 	}
