@@ -490,6 +490,14 @@ func (c *Container) run(ctx context.Context, cmd target.Command, o runOpts) (int
 		}
 		<-dataDone
 		flush()
+		// LXD turns the statuses 126 and 127 into errors; they are exit
+		// statuses like any other (a shell says them too).
+		switch {
+		case strings.Contains(err.Error(), "Command not found"):
+			return 127, nil
+		case strings.Contains(err.Error(), "Command not executable"):
+			return 126, nil
+		}
 		return -1, fmt.Errorf("cannot run %q in container %q: %w", cmd.Args[0], c.name, err)
 	}
 	// The exit status is known, but the output may still be in flight:
