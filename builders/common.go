@@ -30,6 +30,7 @@ import (
 
 	"github.com/buildd-agent/buildd-agent/builders/target"
 	"github.com/buildd-agent/buildd-agent/proxy"
+	"github.com/buildd-agent/buildd-agent/vcs"
 )
 
 // ---------------------------------------------------------------------------
@@ -397,10 +398,12 @@ var (
 	GitProxyPath   = proxy.GitProxyPath
 	// CheckoutFunc checks out repository at ref ("" = HEAD) into dir on the
 	// host and returns the commit it resolved to.
-	CheckoutFunc func(ctx context.Context, repository, ref, dir string, opts CheckoutOptions) (revision string, err error)
+	CheckoutFunc = checkoutGit
 	// WriteTarFunc writes the tree at dir as a tar stream, every entry
 	// owned by uid:gid; excludeVCS leaves out .git and friends.
-	WriteTarFunc func(w io.Writer, dir string, uid, gid int, excludeVCS bool) error
+	WriteTarFunc = func(w io.Writer, dir string, uid, gid int, excludeVCS bool) error {
+		return vcs.WriteTar(w, dir, vcs.TarOptions{UID: uid, GID: gid, ExcludeVCS: excludeVCS})
+	}
 )
 
 // ---------------------------------------------------------------------------
@@ -974,4 +977,13 @@ func startBuilderProxy(ctx context.Context, cfg ProxyConfig) (BuilderProxy, erro
 		return nil, err
 	}
 	return p, nil
+}
+
+// checkoutGit is CheckoutFunc on package vcs.
+func checkoutGit(ctx context.Context, repository, ref, dir string, opts CheckoutOptions) (string, error) {
+	return vcs.Checkout(ctx, vcs.Source{Repository: repository, Path: ref}, dir, vcs.Options{
+		ProxyURL:  opts.ProxyURL,
+		MirrorDir: opts.MirrorDir,
+		Log:       opts.Log,
+	})
 }
