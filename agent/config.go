@@ -82,6 +82,10 @@ type LXDConfig struct {
 	// ImageMaxAge and ImageMaxCount prune cached chroot images.
 	ImageMaxAge   Duration `toml:"image_max_age"`
 	ImageMaxCount int      `toml:"image_max_count"`
+	// Instance labels every LXD object this agent makes, so that crash
+	// cleanup and image pruning touch only its own ("" = "default").
+	// Agents (or test suites) sharing one LXD daemon use different ones.
+	Instance string `toml:"instance"`
 }
 
 // ChrootConfig is the [chroot] section (the user-namespace chroot target).
