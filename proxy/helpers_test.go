@@ -4,8 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"crypto/sha1"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -285,3 +286,5 @@ func hostPortOf(rawURL string) string {
 type urlURL = url.URL
 
 func parseURL(s string) (*url.URL, error) { return url.Parse(s) }
+
+func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }

@@ -100,7 +100,9 @@ func TestConnectToHTTPSOrigin(t *testing.T) {
 	}
 	cl.Transport.(*http.Transport).CloseIdleConnections()
 	// The tunnel's access line is written when it closes.
-	waitFor(t, func() bool { return strings.Contains(w.buildLog.String(), `"CONNECT `+hostPortOf(w.tlsOrigin.URL)+` HTTP/1.1" 200 `) }, w.buildLog.String)
+	waitFor(t, func() bool {
+		return strings.Contains(w.buildLog.String(), `"CONNECT `+hostPortOf(w.tlsOrigin.URL)+` HTTP/1.1" 200 `)
+	}, w.buildLog.String)
 }
 
 func waitFor(t *testing.T, cond func() bool, show func() string) {

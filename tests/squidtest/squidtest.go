@@ -14,6 +14,11 @@
 //	s.AccessLog() // squid's access.log so far (one line per request)
 //	s.Stop()      // stop it early (e.g. to test an upstream that went away)
 //
+//	// Names squid resolves to loopback (for clients in containers, whose
+//	// no_proxy covers 127.0.0.1; "example.com" matches httptest's TLS cert):
+//	s := squidtest.Start(t, squidtest.Options{Users: users,
+//		Hosts: map[string]string{"example.com": "127.0.0.1"}})
+//
 // The squid listens on 127.0.0.1 only, requires Basic authentication checked
 // by /usr/lib/squid/basic_ncsa_auth against an htpasswd file written with
 // `htpasswd -b` (apache2-utils), caches nothing, may reach origins on
@@ -55,6 +60,12 @@ type Options struct {
 	// authentication at all (any loopback client is allowed): a floor for
 	// benchmarks.
 	Users map[string]string
+	// Hosts maps host names to loopback addresses that squid resolves
+	// them to (its own hosts_file, /etc/hosts untouched). Containers use
+	// such names because no_proxy covers 127.0.0.1 and localhost, and a
+	// name like "example.com" matches the certificate of httptest's TLS
+	// servers. Names not listed resolve through /etc/hosts and DNS.
+	Hosts map[string]string
 }
 
 // Server is one running squid.
@@ -156,6 +167,18 @@ func start(squid string, opts Options) (_ *Server, err error) {
 			return nil, err
 		}
 	}
+	hostsFile := "/etc/hosts"
+	if len(opts.Hosts) > 0 {
+		var hosts bytes.Buffer
+		hosts.WriteString("127.0.0.1 localhost\n::1 localhost\n")
+		for name, ip := range opts.Hosts {
+			fmt.Fprintf(&hosts, "%s %s\n", ip, name)
+		}
+		hostsFile = filepath.Join(dir, "hosts")
+		if err := os.WriteFile(hostsFile, hosts.Bytes(), 0o644); err != nil {
+			return nil, err
+		}
+	}
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -163,7 +186,7 @@ func start(squid string, opts Options) (_ *Server, err error) {
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	var conf bytes.Buffer
 	err = template.Must(template.New("squid.conf").Parse(confTemplate)).Execute(&conf, map[string]any{
-		"Listen": addr, "Dir": dir, "User": runAs, "Auth": len(opts.Users) > 0,
+		"Listen": addr, "Dir": dir, "Hosts": hostsFile, "User": runAs, "Auth": len(opts.Users) > 0,
 	})
 	if err != nil {
 		return nil, err

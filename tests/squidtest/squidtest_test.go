@@ -72,3 +72,23 @@ func TestSquidConnectToLoopback(t *testing.T) {
 		t.Fatalf("CONNECT: %s", resp.Status)
 	}
 }
+
+func TestSquidHostsFile(t *testing.T) {
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, r.Host)
+	}))
+	defer origin.Close()
+	s := Start(t, Options{Users: map[string]string{"u": "pw"}, Hosts: map[string]string{"origin.buildd-test": "127.0.0.1"}})
+	pu, _ := url.Parse(s.URL("u"))
+	cl := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(pu)}}
+	_, port, _ := net.SplitHostPort(origin.Listener.Addr().String())
+	resp, err := cl.Get("http://origin.buildd-test:" + port + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "origin.buildd-test:"+port {
+		t.Fatalf("%s %q\n%s", resp.Status, body, s.CacheLog())
+	}
+}

@@ -1,0 +1,378 @@
+package proxy
+
+// Benchmarks of the builder proxy against floors measured in the same run:
+// the same client talking to the same squid directly (what a build tool able
+// to authenticate would get). They need squid; run with
+//
+//	go test -run '^$' -bench . -benchtime 1x ./proxy
+//
+// Each benchmark does its own inner rounds so that b.N=1 gives a figure.
+
+import (
+	"bufio"
+	"context"
+	"encoding/base64"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/buildd-agent/buildd-agent/tests/squidtest"
+)
+
+type benchWorld struct {
+	squid *squidtest.Server
+	auth  string // Proxy-Authorization for squid direct
+	proxy *Proxy
+}
+
+func newBenchWorld(b *testing.B) *benchWorld {
+	b.Helper()
+	s := squidtest.Start(b, squidtest.Options{Users: map[string]string{testUser: testPass}})
+	p, err := Start(context.Background(), Config{Upstream: s.URL(testUser), ListenAddr: "127.0.0.1:0"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { p.Stop(context.Background()) })
+	return &benchWorld{
+		squid: s, proxy: p,
+		auth: "Basic " + base64.StdEncoding.EncodeToString([]byte(testUser+":"+testPass)),
+	}
+}
+
+// sourceServer: a client sends an 8-byte big-endian length, the server
+// sends that many bytes and closes.
+func sourceServer(b *testing.B) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { l.Close() })
+	chunk := make([]byte, 1<<20)
+	io.ReadFull(patternReader(1, int64(len(chunk))), chunk)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				var hdr [8]byte
+				if _, err := io.ReadFull(c, hdr[:]); err != nil {
+					return
+				}
+				n := int64(binary.BigEndian.Uint64(hdr[:]))
+				for n > 0 {
+					m := min(n, int64(len(chunk)))
+					if _, err := c.Write(chunk[:m]); err != nil {
+						return
+					}
+					n -= m
+				}
+			}()
+		}
+	}()
+	return l.Addr().String()
+}
+
+// tunnelRead opens a CONNECT tunnel through proxyAddr and reads n bytes.
+func tunnelRead(b *testing.B, proxyAddr, auth, target string, n int64) time.Duration {
+	start := time.Now()
+	c, err := net.Dial("tcp", proxyAddr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n", target, target)
+	if auth != "" {
+		fmt.Fprintf(c, "Proxy-Authorization: %s\r\n", auth)
+	}
+	io.WriteString(c, "\r\n")
+	br := bufio.NewReaderSize(c, 64<<10)
+	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+	if err != nil || resp.StatusCode != 200 {
+		b.Fatalf("CONNECT via %s: %v %v", proxyAddr, err, resp)
+	}
+	var hdr [8]byte
+	binary.BigEndian.PutUint64(hdr[:], uint64(n))
+	c.Write(hdr[:])
+	got, err := io.Copy(io.Discard, br)
+	if err != nil || got != n {
+		b.Fatalf("tunnel via %s: read %d of %d: %v", proxyAddr, got, n, err)
+	}
+	return time.Since(start)
+}
+
+// BenchmarkConnectThroughput: one CONNECT tunnel, client → builder proxy →
+// squid → origin, against client → squid → origin.
+func BenchmarkConnectThroughput(b *testing.B) {
+	w := newBenchWorld(b)
+	src := sourceServer(b)
+	const size = 512 << 20
+	proxyAddr := hostPortOf(w.proxy.URL())
+	var best [2]time.Duration
+	for i := 0; i < b.N; i++ {
+		for round := 0; round < 3; round++ {
+			d := tunnelRead(b, w.squid.Addr, w.auth, src, size)
+			if best[0] == 0 || d < best[0] {
+				best[0] = d
+			}
+			d = tunnelRead(b, proxyAddr, "", src, size)
+			if best[1] == 0 || d < best[1] {
+				best[1] = d
+			}
+		}
+	}
+	direct := float64(size) / best[0].Seconds() / (1 << 20)
+	proxied := float64(size) / best[1].Seconds() / (1 << 20)
+	b.ReportMetric(direct, "MiB/s-squid-direct")
+	b.ReportMetric(proxied, "MiB/s-via-proxy")
+	b.ReportMetric(proxied/direct, "x-floor")
+}
+
+// BenchmarkSmallGETs: requests/s for 100-byte GETs with 1, 16 and 256
+// concurrent keep-alive clients, via the builder proxy against squid direct.
+func BenchmarkSmallGETs(b *testing.B) {
+	w := newBenchWorld(b)
+	body := strings.Repeat("x", 100)
+	origin := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		io.WriteString(rw, body)
+	}))
+	defer origin.Close()
+	direct, _ := url.Parse(w.squid.URL(testUser))
+	via, _ := url.Parse(w.proxy.URL())
+	for _, conc := range []int{1, 16, 256} {
+		b.Run(fmt.Sprintf("clients=%d", conc), func(b *testing.B) {
+			total := 3000
+			if conc > 1 {
+				total = 8000
+			}
+			run := func(pu *url.URL) float64 {
+				tr := &http.Transport{Proxy: http.ProxyURL(pu), MaxIdleConnsPerHost: conc, MaxIdleConns: conc, DisableCompression: true}
+				defer tr.CloseIdleConnections()
+				cl := &http.Client{Transport: tr}
+				get := func() {
+					resp, err := cl.Get(origin.URL + "/small")
+					if err != nil {
+						b.Fatal(err)
+					}
+					n, _ := io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 || n != 100 {
+						b.Fatalf("via %s: %s %d bytes", pu.Host, resp.Status, n)
+					}
+				}
+				// Warm the connections up.
+				var wg sync.WaitGroup
+				for range conc {
+					wg.Add(1)
+					go func() { defer wg.Done(); get() }()
+				}
+				wg.Wait()
+				var left atomic.Int64
+				left.Store(int64(total))
+				start := time.Now()
+				for range conc {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for left.Add(-1) >= 0 {
+							get()
+						}
+					}()
+				}
+				wg.Wait()
+				return float64(total) / time.Since(start).Seconds()
+			}
+			var bestDirect, bestVia float64
+			for i := 0; i < b.N; i++ {
+				for round := 0; round < 2; round++ {
+					bestDirect = max(bestDirect, run(direct))
+					bestVia = max(bestVia, run(via))
+				}
+			}
+			b.ReportMetric(bestDirect, "req/s-squid-direct")
+			b.ReportMetric(bestVia, "req/s-via-proxy")
+			b.ReportMetric(bestVia/bestDirect, "x-floor")
+		})
+	}
+}
+
+// raiseNoFile lifts the soft RLIMIT_NOFILE to need (up to the hard limit).
+func raiseNoFile(b *testing.B, need uint64) {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		b.Fatal(err)
+	}
+	if rl.Cur >= need {
+		return
+	}
+	rl.Cur = min(need, rl.Max)
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || rl.Cur < need {
+		b.Fatalf("RLIMIT_NOFILE %d < %d and cannot raise it: %v", rl.Cur, need, err)
+	}
+}
+
+// TestHelperProxyProcess is the builder proxy alone in a process of its
+// own, for BenchmarkIdleTunnels to measure its memory: it prints its URL,
+// then answers "stats" lines on stdin until EOF.
+func TestHelperProxyProcess(t *testing.T) {
+	if os.Getenv("BUILDD_PROXY_HELPER_UPSTREAM") == "" {
+		t.Skip("helper process for BenchmarkIdleTunnels")
+	}
+	p, err := Start(context.Background(), Config{Upstream: os.Getenv("BUILDD_PROXY_HELPER_UPSTREAM"), ListenAddr: "127.0.0.1:0"})
+	if err != nil {
+		fmt.Println("ERROR", err)
+		os.Exit(1)
+	}
+	fmt.Println(p.URL())
+	sc := bufio.NewScanner(os.Stdin)
+	for sc.Scan() {
+		fmt.Println(memStats())
+	}
+	p.Stop(context.Background())
+	os.Exit(0)
+}
+
+// memStats: "heapInuseBytes goroutines vmRSSkB".
+func memStats() string {
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	return fmt.Sprintf("%d %d %d", ms.HeapInuse, runtime.NumGoroutine(), vmRSS())
+}
+
+func vmRSS() int64 {
+	b, _ := os.ReadFile("/proc/self/status")
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
+			n, _ := strconv.ParseInt(f[1], 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// BenchmarkIdleTunnels: 1000 concurrent idle CONNECT tunnels through the
+// builder proxy (in its own process) and squid, each checked with an echo
+// when opened and again after all are open; reports the proxy's memory.
+func BenchmarkIdleTunnels(b *testing.B) {
+	const tunnels = 1000
+	raiseNoFile(b, 8192)
+	s := squidtest.Start(b, squidtest.Options{Users: map[string]string{testUser: testPass}})
+	echo, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer echo.Close()
+	go func() {
+		for {
+			c, err := echo.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(c, c); c.Close() }()
+		}
+	}()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProxyProcess$", "-test.bench=^$")
+	cmd.Env = append(os.Environ(), "BUILDD_PROXY_HELPER_UPSTREAM="+s.URL(testUser))
+	cmd.Stderr = os.Stderr
+	stdin, _ := cmd.StdinPipe()
+	stdoutPipe, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { stdin.Close(); cmd.Wait() }()
+	out := bufio.NewScanner(stdoutPipe)
+	if !out.Scan() || !strings.HasPrefix(out.Text(), "http://") {
+		b.Fatalf("helper: %q", out.Text())
+	}
+	proxyAddr := hostPortOf(out.Text())
+	stats := func() (heap, goroutines, rss int64) {
+		io.WriteString(stdin, "stats\n")
+		if !out.Scan() {
+			b.Fatal("helper died")
+		}
+		fmt.Sscan(out.Text(), &heap, &goroutines, &rss)
+		return
+	}
+	ping := func(c net.Conn, br *bufio.Reader, i int) error {
+		msg := fmt.Sprintf("ping %d\n", i)
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		if _, err := io.WriteString(c, msg); err != nil {
+			return err
+		}
+		got, err := br.ReadString('\n')
+		if err != nil || got != msg {
+			return fmt.Errorf("echo %q: %v", got, err)
+		}
+		return nil
+	}
+	for i := 0; i < b.N; i++ {
+		// Warm up: one tunnel, then baseline.
+		conns := make([]net.Conn, tunnels)
+		readers := make([]*bufio.Reader, tunnels)
+		heap0, g0, rss0 := stats()
+		var failed atomic.Int64
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, 32)
+		for t := range tunnels {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				c, err := net.Dial("tcp", proxyAddr)
+				if err != nil {
+					failed.Add(1)
+					return
+				}
+				fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", echo.Addr(), echo.Addr())
+				br := bufio.NewReader(c)
+				resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+				if err != nil || resp.StatusCode != 200 || ping(c, br, t) != nil {
+					failed.Add(1)
+					c.Close()
+					return
+				}
+				conns[t], readers[t] = c, br
+			}()
+		}
+		wg.Wait()
+		time.Sleep(500 * time.Millisecond) // let the proxy settle
+		heap1, g1, rss1 := stats()
+		for t, c := range conns {
+			if c != nil && ping(c, readers[t], t) != nil {
+				failed.Add(1)
+			}
+		}
+		for _, c := range conns {
+			if c != nil {
+				c.Close()
+			}
+		}
+		if f := failed.Load(); f > 0 {
+			b.Fatalf("%d of %d tunnels failed", f, tunnels)
+		}
+		b.ReportMetric(tunnels, "tunnels-ok")
+		b.ReportMetric(float64(rss1-rss0)/1024, "MiB-RSS-delta")
+		b.ReportMetric(float64(rss1-rss0)/tunnels, "KiB-RSS/tunnel")
+		b.ReportMetric(float64(heap1-heap0)/tunnels/1024, "KiB-heap/tunnel")
+		b.ReportMetric(float64(rss1)/1024, "MiB-RSS-total")
+		b.ReportMetric(float64(g1-g0)/tunnels, "goroutines/tunnel")
+	}
+}
