@@ -95,31 +95,31 @@ func TestEnsurePresent(t *testing.T) {
 	other := sha1Hex([]byte("something else"))
 	tests := []struct {
 		name        string
-		lib         librarian
+		lib         *librarian
 		sha1, path  string
 		user, pass  string
 		wantPresent bool
 		wantInfo    string
 		wantAuth    string
 	}{
-		{name: "download", lib: librarian{}, sha1: sum, path: "/f", wantPresent: true, wantInfo: "Download"},
-		{name: "pre-emptive basic auth", lib: librarian{auth: true, user: "buildd", password: "s3cret"},
+		{name: "download", lib: &librarian{}, sha1: sum, path: "/f", wantPresent: true, wantInfo: "Download"},
+		{name: "pre-emptive basic auth", lib: &librarian{auth: true, user: "buildd", password: "s3cret"},
 			sha1: sum, path: "/f", user: "buildd", pass: "s3cret", wantPresent: true, wantInfo: "Download",
 			wantAuth: "Basic YnVpbGRkOnMzY3JldA=="},
-		{name: "empty user is valid (macaroon)", lib: librarian{auth: true, user: "", password: "macaroon"},
+		{name: "empty user is valid (macaroon)", lib: &librarian{auth: true, user: "", password: "macaroon"},
 			sha1: sum, path: "/f", pass: "macaroon", wantPresent: true, wantInfo: "Download",
 			wantAuth: "Basic Om1hY2Fyb29u"},
-		{name: "no credentials, no header", lib: librarian{}, sha1: sum, path: "/f", wantPresent: true, wantInfo: "Download"},
-		{name: "wrong credentials", lib: librarian{auth: true, user: "buildd", password: "right"},
+		{name: "no credentials, no header", lib: &librarian{}, sha1: sum, path: "/f", wantPresent: true, wantInfo: "Download"},
+		{name: "wrong credentials", lib: &librarian{auth: true, user: "buildd", password: "right"},
 			sha1: sum, path: "/f", user: "buildd", pass: "wrong", wantInfo: "Error accessing Librarian: HTTP Error 404: Not Found",
 			wantAuth: "Basic YnVpbGRkOndyb25n"},
-		{name: "not found", lib: librarian{}, sha1: sum, path: "/missing", wantInfo: "Error accessing Librarian: HTTP Error 404: Not Found"},
-		{name: "digest mismatch", lib: librarian{}, sha1: other, path: "/f", wantInfo: "Digests did not match, removing again!"},
+		{name: "not found", lib: &librarian{}, sha1: sum, path: "/missing", wantInfo: "Error accessing Librarian: HTTP Error 404: Not Found"},
+		{name: "digest mismatch", lib: &librarian{}, sha1: other, path: "/f", wantInfo: "Digests did not match, removing again!"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.lib.files = map[string][]byte{"/f": content}
-			base := startLibrarian(t, &tt.lib)
+			base := startLibrarian(t, tt.lib)
 			c := newTestCache(t)
 			present, info := c.EnsurePresent(context.Background(), tt.sha1, base+tt.path, tt.user, tt.pass)
 			if present != tt.wantPresent || info != tt.wantInfo {
