@@ -525,7 +525,11 @@ func (r *run) checkout(ctx context.Context, src Source, dir string, depth int) (
 	if err != nil {
 		return "", fmt.Errorf("cannot check out %s: %w", w, err)
 	}
-	r.logf("Checked out %s at %s (%d files in %.1fs)", w, c.Hash, n, time.Since(start).Seconds())
+	if w.kind == kindCommit && c.Hash == w.hash {
+		r.logf("Checked out commit %s (%d files in %.1fs)", c.Hash, n, time.Since(start).Seconds())
+	} else {
+		r.logf("Checked out %s at %s (%d files in %.1fs)", w, c.Hash, n, time.Since(start).Seconds())
+	}
 	if depth < maxSubmoduleDepth {
 		r.submodules(ctx, repo, c, src.Repository, dir, depth)
 	}

@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
 )
@@ -128,7 +129,12 @@ func transient(err error) bool {
 		return false
 	}
 	var he *githttp.Err
-	if errors.As(err, &he) && he.Response != nil {
+	var ue *plumbing.UnexpectedError
+	if errors.As(err, &ue) {
+		// go-git wraps HTTP status errors in an UnexpectedError that does not unwrap.
+		errors.As(ue.Err, &he)
+	}
+	if he != nil || errors.As(err, &he) {
 		c := he.Response.StatusCode
 		return c >= 500 || c == 429 || c == 408
 	}

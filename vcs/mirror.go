@@ -84,7 +84,13 @@ func (r *run) fromMirror(ctx context.Context, repoURL string, w want, also plumb
 	mpath := filepath.Join(r.opts.MirrorDir, key+".git")
 	mrepo, closeMirror, fresh, err := openMirror(mpath)
 	if err != nil {
-		return nil, nil, err
+		r.logf("Cannot open the mirror of %s (%v); recreating it", redactURL(repoURL), err)
+		if rmErr := os.RemoveAll(mpath); rmErr != nil {
+			return nil, nil, fmt.Errorf("cannot remove damaged mirror: %w", rmErr)
+		}
+		if mrepo, closeMirror, fresh, err = openMirror(mpath); err != nil {
+			return nil, nil, err
+		}
 	}
 	defer func() { closeMirror() }()
 	if fresh {
