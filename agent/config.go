@@ -39,6 +39,10 @@ type BuilderConfig struct {
 	FileCacheDir string `toml:"file_cache_dir"`
 	// BuildHome defaults to <state_dir>/builds; each build gets build-<id> in it.
 	BuildHome string `toml:"build_home"`
+	// FileCacheMaxAge: cached files unused for this long are removed, once
+	// at start and then daily (launchpad-buildd's cron: two days); "0s"
+	// keeps them forever.
+	FileCacheMaxAge Duration `toml:"file_cache_max_age"`
 	// Backend is the default target for container managers: "lxd" or "chroot".
 	Backend string `toml:"backend"`
 	// AbortTimeout is how long abort waits for a build to stop before it
