@@ -67,18 +67,28 @@ type UnpackStats struct {
 // names are taken relative to dir (as GNU tar does); ".." segments fail the
 // unpack, as does a path through a symlink.
 func Unpack(ctx context.Context, r io.Reader, dir string, opts UnpackOptions) (UnpackStats, error) {
-	var st UnpackStats
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return st, fmt.Errorf("cannot unpack into %q: %w", dir, err)
+		return UnpackStats{}, fmt.Errorf("cannot unpack into %q: %w", dir, err)
 	}
 	root, err := OpenRoot(dir)
 	if err != nil {
-		return st, fmt.Errorf("cannot unpack into %q: %w", dir, err)
+		return UnpackStats{}, fmt.Errorf("cannot unpack into %q: %w", dir, err)
 	}
 	defer root.Close()
-	dr, comp, err := Decompress(r)
+	st, err := UnpackInRoot(ctx, r, root, opts)
 	if err != nil {
 		return st, fmt.Errorf("cannot unpack into %q: %w", dir, err)
+	}
+	return st, nil
+}
+
+// UnpackInRoot is Unpack into an open root (for example a directory of a
+// running target, reached through /proc/PID/root).
+func UnpackInRoot(ctx context.Context, r io.Reader, root *Root, opts UnpackOptions) (UnpackStats, error) {
+	var st UnpackStats
+	dr, comp, err := Decompress(r)
+	if err != nil {
+		return st, err
 	}
 	defer dr.Close()
 	st.Compression = comp
@@ -90,7 +100,7 @@ func Unpack(ctx context.Context, r io.Reader, dir string, opts UnpackOptions) (U
 	}
 	defer u.dropParent()
 	if err := u.run(tar.NewReader(ahead)); err != nil {
-		return st, fmt.Errorf("cannot unpack into %q: %w", dir, err)
+		return st, err
 	}
 	if st.SkippedDevices > 0 && opts.Log != nil {
 		fmt.Fprintf(opts.Log, "Skipped %d device nodes (an unprivileged root filesystem cannot hold them).\n", st.SkippedDevices)
@@ -319,7 +329,7 @@ func (u *unpacker) entry(tr *tar.Reader, h *tar.Header) error {
 			return fmt.Errorf("member %q: mkdir: %w", h.Name, err)
 		}
 		return u.dirMeta(pfd, base, h, uid, gid, mode, name)
-	case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
+	case tar.TypeReg, tar.TypeGNUSparse:
 		u.st.Files++
 		return u.file(tr, h, pfd, base, uid, gid, mode)
 	case tar.TypeSymlink:

@@ -1,0 +1,975 @@
+package rootfs
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/buildd-agent/buildd-agent/builders/target"
+	"golang.org/x/sys/unix"
+)
+
+// ChrootConfig configures the chroot target.
+type ChrootConfig struct {
+	// BuildHome holds one build-<id> directory per build (the chroot
+	// under "chroot", the bind-mounted /build under "build").
+	BuildHome string
+	// IDMapUser names the user whose subordinate ids (/etc/subuid,
+	// /etc/subgid) the target's user namespace is mapped to ("root").
+	IDMapUser string
+	Logger    *slog.Logger
+	// SubUIDFile and SubGIDFile default to /etc/subuid and /etc/subgid.
+	SubUIDFile, SubGIDFile string
+}
+
+// DefaultSubIDStart and DefaultSubIDCount are the range given to
+// IDMapUser when it has none.
+const (
+	DefaultSubIDStart = 1000000
+	DefaultSubIDCount = 65536
+)
+
+// ProxyHost of a chroot: it shares the host's network namespace.
+const chrootProxyHost = "127.0.0.1"
+
+// NewChrootFactory returns the factory of chroot targets: a chroot
+// tarball unpacked with shifted ids and run in user, mount, pid, uts and
+// ipc namespaces (see nsinit_linux.go for the design).
+func NewChrootFactory(cfg ChrootConfig) target.Factory {
+	if cfg.IDMapUser == "" {
+		cfg.IDMapUser = "root"
+	}
+	if cfg.SubUIDFile == "" {
+		cfg.SubUIDFile = "/etc/subuid"
+	}
+	if cfg.SubGIDFile == "" {
+		cfg.SubGIDFile = "/etc/subgid"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return func(ctx context.Context, spec target.Spec, opts target.Options) (target.Target, error) {
+		if spec.BuildID == "" || strings.ContainsAny(spec.BuildID, "/\x00") || spec.BuildID == "." || spec.BuildID == ".." {
+			return nil, fmt.Errorf("cannot make a chroot target: invalid build id %q", spec.BuildID)
+		}
+		ids, err := SubordinateIDs(cfg.IDMapUser, cfg.SubUIDFile, cfg.SubGIDFile)
+		if err != nil {
+			return nil, fmt.Errorf("cannot make a chroot target: %w", err)
+		}
+		if opts.Log == nil {
+			opts.Log = io.Discard
+		}
+		if opts.ReadyTimeout == 0 {
+			opts.ReadyTimeout = time.Minute
+		}
+		dir := filepath.Join(cfg.BuildHome, "build-"+spec.BuildID)
+		return &chrootTarget{
+			cfg: cfg, spec: spec, opts: opts, ids: ids,
+			dir: dir, chroot: filepath.Join(dir, "chroot"), buildDir: filepath.Join(dir, "build"),
+		}, nil
+	}
+}
+
+// SubordinateIDs reads user's ranges from the subuid and subgid files. If
+// the user has none in a file, one range of DefaultSubIDCount ids from
+// DefaultSubIDStart (or past every range listed) is added to it.
+func SubordinateIDs(user, subuid, subgid string) (IDMapping, error) {
+	uids, err := subIDs(user, subuid)
+	if err != nil {
+		return IDMapping{}, err
+	}
+	gids, err := subIDs(user, subgid)
+	if err != nil {
+		return IDMapping{}, err
+	}
+	return IDMapping{UIDs: uids, GIDs: gids}, nil
+}
+
+func subIDs(user, file string) ([]IDMap, error) {
+	data, err := os.ReadFile(file)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("cannot read %s: %w", file, err)
+	}
+	m, err := ParseSubID(bytes.NewReader(data), user)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read %s: %w", file, err)
+	}
+	if len(m) > 0 {
+		return m, nil
+	}
+	// Place the new range past every range of every user.
+	start := uint64(DefaultSubIDStart)
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Split(strings.TrimSpace(line), ":")
+		if len(f) != 3 {
+			continue
+		}
+		var s, c uint64
+		if _, err := fmt.Sscan(f[1], &s); err != nil {
+			continue
+		}
+		if _, err := fmt.Sscan(f[2], &c); err != nil {
+			continue
+		}
+		if s+c > start && s < start+DefaultSubIDCount {
+			start = (s + c + DefaultSubIDCount - 1) / DefaultSubIDCount * DefaultSubIDCount
+		}
+	}
+	if start+DefaultSubIDCount > 1<<32-1 {
+		return nil, fmt.Errorf("cannot add subordinate ids for %q to %s: no free range", user, file)
+	}
+	line := fmt.Sprintf("%s:%d:%d\n", user, start, DefaultSubIDCount)
+	if len(data) > 0 && !bytes.HasSuffix(data, []byte("\n")) {
+		line = "\n" + line
+	}
+	f, err := os.OpenFile(file, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("cannot add subordinate ids for %q to %s: %w", user, file, err)
+	}
+	if _, err := f.WriteString(line); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cannot add subordinate ids for %q to %s: %w", user, file, err)
+	}
+	if err := f.Close(); err != nil {
+		return nil, err
+	}
+	return []IDMap{{NSID: 0, HostID: uint32(start), Size: DefaultSubIDCount}}, nil
+}
+
+type chrootTarget struct {
+	cfg      ChrootConfig
+	spec     target.Spec
+	opts     target.Options
+	ids      IDMapping
+	dir      string
+	chroot   string
+	buildDir string
+
+	mu     sync.Mutex // guards helper state and the control socket
+	helper *exec.Cmd
+	ctrl   int
+	done   chan struct{} // closed when the helper has been reaped
+}
+
+var _ target.Target = (*chrootTarget)(nil)
+
+func (t *chrootTarget) rootIDs() (int, int) {
+	u, _ := t.ids.UID(0)
+	g, _ := t.ids.GID(0)
+	return int(u), int(g)
+}
+
+// Create unpacks the chroot tarball into <BuildHome>/build-<id>/chroot.
+func (t *chrootTarget) Create(ctx context.Context, img target.Image) error {
+	if img.Type != "" && img.Type != "chroot" {
+		return fmt.Errorf("cannot create chroot %q: image type %q is not supported (want \"chroot\")", t.chroot, img.Type)
+	}
+	if err := os.MkdirAll(t.cfg.BuildHome, 0o755); err != nil {
+		return fmt.Errorf("cannot create chroot %q: %w", t.chroot, err)
+	}
+	// The helper runs as the mapped root, which has no rights on host
+	// files: the path to the chroot must be searchable by others.
+	if err := os.Mkdir(t.dir, 0o755); err != nil {
+		return fmt.Errorf("cannot create chroot %q: %w", t.chroot, err)
+	}
+	uid, gid := t.rootIDs()
+	for _, d := range []string{t.chroot, t.buildDir} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			return fmt.Errorf("cannot create chroot %q: %w", t.chroot, err)
+		}
+		if err := os.Lchown(d, uid, gid); err != nil {
+			return fmt.Errorf("cannot create chroot %q: %w", t.chroot, err)
+		}
+	}
+	f, err := os.Open(img.Path)
+	if err != nil {
+		return fmt.Errorf("cannot create chroot %q: %w", t.chroot, err)
+	}
+	defer f.Close()
+	start := time.Now()
+	st, err := Unpack(ctx, f, t.chroot, UnpackOptions{IDs: t.ids, Privileged: t.spec.Privileged, Log: t.opts.Log})
+	if err != nil {
+		return fmt.Errorf("cannot create chroot %q: %w", t.chroot, err)
+	}
+	t.cfg.Logger.Info("unpacked chroot", "dir", t.chroot, "entries", st.Entries, "bytes", st.Bytes,
+		"caps", st.Caps, "skipped_devices", st.SkippedDevices, "compression", st.Compression, "duration", time.Since(start))
+	return nil
+}
+
+// Start writes the host's identity into the chroot and starts the
+// namespace helper, waiting until it has made its mounts.
+func (t *chrootTarget) Start(ctx context.Context) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.helper != nil {
+		return fmt.Errorf("cannot start chroot %q: already started", t.chroot)
+	}
+	hostname, fqdn := hostNames(ctx)
+	if err := t.writeIdentity(hostname, fqdn); err != nil {
+		return fmt.Errorf("cannot start chroot %q: %w", t.chroot, err)
+	}
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("cannot start chroot %q: %w", t.chroot, err)
+	}
+	child := os.NewFile(uintptr(pair[1]), "ctrl")
+	cfgJSON, _ := json.Marshal(nsInitConfig{Root: t.chroot, BuildDir: t.buildDir, Hostname: hostname})
+	cmd := exec.Command("/proc/self/exe")
+	cmd.Args = []string{"buildd-agent-rootfs-init"}
+	cmd.Env = []string{nsInitEnv + "=" + string(cfgJSON), "PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+	cmd.ExtraFiles = []*os.File{child}
+	cmd.Stderr = t.opts.Log
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags: syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS | syscall.CLONE_NEWPID |
+			syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC,
+		UidMappings:                toSysMap(t.ids.UIDs),
+		GidMappings:                toSysMap(t.ids.GIDs),
+		GidMappingsEnableSetgroups: true,
+		// Become the namespace's root (host uid 0 is not mapped in it).
+		Credential: &syscall.Credential{Uid: 0, Gid: 0},
+		// The namespace must not outlive the agent.
+		Pdeathsig: syscall.SIGKILL,
+	}
+	if err := cmd.Start(); err != nil {
+		child.Close()
+		unix.Close(pair[0])
+		return fmt.Errorf("cannot start chroot %q: %w", t.chroot, err)
+	}
+	child.Close()
+	t.helper, t.ctrl, t.done = cmd, pair[0], make(chan struct{})
+	go func(done chan struct{}) { _ = cmd.Wait(); close(done) }(t.done)
+	rep, err := t.readReply(ctx, t.ctrl, t.opts.ReadyTimeout)
+	if err == nil && rep.Error != "" {
+		err = errors.New(rep.Error)
+	}
+	if err == nil && !rep.Ready {
+		err = errors.New("helper did not say ready")
+	}
+	if err != nil {
+		t.stopLocked()
+		return fmt.Errorf("cannot start chroot %q: %w", t.chroot, err)
+	}
+	t.cfg.Logger.Info("chroot started", "dir", t.chroot, "helper_pid", cmd.Process.Pid)
+	return nil
+}
+
+func toSysMap(m []IDMap) []syscall.SysProcIDMap {
+	var out []syscall.SysProcIDMap
+	for _, r := range m {
+		out = append(out, syscall.SysProcIDMap{ContainerID: int(r.NSID), HostID: int(r.HostID), Size: int(r.Size)})
+	}
+	return out
+}
+
+// readReply reads one message from a SEQPACKET socket, bounded by ctx and
+// timeout (0 = none).
+func (t *chrootTarget) readReply(ctx context.Context, fd int, timeout time.Duration) (nsReply, error) {
+	type res struct {
+		rep nsReply
+		err error
+	}
+	ch := make(chan res, 1)
+	dup, err := unix.Dup(fd)
+	if err != nil {
+		return nsReply{}, err
+	}
+	_ = unix.SetNonblock(dup, true)
+	f := os.NewFile(uintptr(dup), "reply")
+	defer f.Close()
+	go func() {
+		buf := make([]byte, 64<<10)
+		n, err := f.Read(buf)
+		if err != nil {
+			ch <- res{err: fmt.Errorf("no answer from the namespace helper: %w", err)}
+			return
+		}
+		var rep nsReply
+		if err := json.Unmarshal(buf[:n], &rep); err != nil {
+			ch <- res{err: fmt.Errorf("bad answer from the namespace helper: %w", err)}
+			return
+		}
+		ch <- res{rep: rep}
+	}()
+	var tc <-chan time.Time
+	if timeout > 0 {
+		tm := time.NewTimer(timeout)
+		defer tm.Stop()
+		tc = tm.C
+	}
+	select {
+	case r := <-ch:
+		return r.rep, r.err
+	case <-ctx.Done():
+		return nsReply{}, ctx.Err()
+	case <-tc:
+		return nsReply{}, fmt.Errorf("namespace helper not ready after %s", timeout)
+	case <-t.done:
+		select {
+		case r := <-ch:
+			return r.rep, r.err
+		case <-time.After(100 * time.Millisecond):
+		}
+		return nsReply{}, errors.New("namespace helper exited")
+	}
+}
+
+func hostNames(ctx context.Context) (hostname, fqdn string) {
+	if out, err := exec.CommandContext(ctx, "hostname").Output(); err == nil {
+		hostname = strings.TrimSpace(string(out))
+	}
+	if hostname == "" {
+		hostname, _ = os.Hostname()
+	}
+	if out, err := exec.CommandContext(ctx, "hostname", "--fqdn").Output(); err == nil {
+		fqdn = strings.TrimSpace(string(out))
+	}
+	if fqdn == "" {
+		fqdn = hostname
+	}
+	return hostname, fqdn
+}
+
+// fallbackHosts is used when the chroot has no (or an empty) /etc/hosts,
+// as launchpad-buildd does.
+const fallbackHosts = "127.0.0.1\tlocalhost\n" +
+	"::1\tlocalhost ip6-localhost ip6-loopback\n" +
+	"fe00::0\tip6-localnet\n" +
+	"ff00::0\tip6-mcastprefix\n" +
+	"ff02::1\tip6-allnodes\n" +
+	"ff02::2\tip6-allrouters\n"
+
+// chrootHosts is /etc/hosts as the LXD target writes it: the image's
+// entries (or the fallback) and the host's names on 127.0.1.1.
+func chrootHosts(image []byte, hostname, fqdn string) []byte {
+	var b bytes.Buffer
+	if len(bytes.TrimSpace(image)) == 0 {
+		b.WriteString(fallbackHosts)
+	} else {
+		b.Write(image)
+	}
+	fmt.Fprintf(&b, "\n127.0.1.1\t%s %s\n", fqdn, hostname)
+	return b.Bytes()
+}
+
+func (t *chrootTarget) writeIdentity(hostname, fqdn string) error {
+	root, err := OpenRoot(t.chroot)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	var old bytes.Buffer
+	if err := copyOutRoot(root, "/etc/hosts", &old); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	uid, gid := t.rootIDs()
+	if err := writeInRoot(root, "/etc/hosts", bytes.NewReader(chrootHosts(old.Bytes(), hostname, fqdn)), uid, gid, 0o644); err != nil {
+		return err
+	}
+	if err := writeInRoot(root, "/etc/hostname", strings.NewReader(hostname+"\n"), uid, gid, 0o644); err != nil {
+		return err
+	}
+	// The host's resolver configuration; a systemd-resolved stub is
+	// replaced by the real upstream list (the stub's 127.0.0.53 would
+	// still work, the network being shared, but lpbuildd does this).
+	src := "/etc/resolv.conf"
+	if l, err := os.Readlink(src); err == nil && strings.HasSuffix(l, "/run/systemd/resolve/stub-resolv.conf") {
+		if _, err := os.Stat("/run/systemd/resolve/resolv.conf"); err == nil {
+			src = "/run/systemd/resolve/resolv.conf"
+		}
+	}
+	if data, err := os.ReadFile(src); err == nil {
+		if err := writeInRoot(root, "/etc/resolv.conf", bytes.NewReader(data), uid, gid, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// root opens the target's root as its processes see it: through the
+// helper's /proc/PID/root while it runs (so the tmpfs and bind mounts it
+// made are seen), else the unpacked directory.
+func (t *chrootTarget) root() (*Root, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.helper != nil {
+		p := fmt.Sprintf("/proc/%d/root", t.helper.Process.Pid)
+		fd, err := unix.Open(p, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, fmt.Errorf("cannot open the root of chroot %q: %w", t.chroot, err)
+		}
+		return &Root{fd: fd, path: t.chroot}, nil
+	}
+	return OpenRoot(t.chroot)
+}
+
+func (t *chrootTarget) mapOwner(uid, gid int) (int, int, error) {
+	if uid < 0 || gid < 0 {
+		return 0, 0, fmt.Errorf("invalid owner %d:%d", uid, gid)
+	}
+	hu, ok := t.ids.UID(uint32(uid))
+	if !ok {
+		return 0, 0, fmt.Errorf("uid %d is not mapped", uid)
+	}
+	hg, ok := t.ids.GID(uint32(gid))
+	if !ok {
+		return 0, 0, fmt.Errorf("gid %d is not mapped", gid)
+	}
+	return int(hu), int(hg), nil
+}
+
+// defaultEnv is the environment every command starts from.
+var defaultEnv = []string{
+	"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+	"HOME=/root",
+	"LANG=C",
+}
+
+func mergeEnv(base, extra []string) []string {
+	idx := map[string]int{}
+	var out []string
+	for _, e := range append(append([]string{}, base...), extra...) {
+		k, _, _ := strings.Cut(e, "=")
+		if i, ok := idx[k]; ok {
+			out[i] = e
+			continue
+		}
+		idx[k] = len(out)
+		out = append(out, e)
+	}
+	return out
+}
+
+func sameWriter(a, b io.Writer) (same bool) {
+	defer func() {
+		if recover() != nil {
+			same = false
+		}
+	}()
+	return a == b
+}
+
+// Run runs cmd inside the target through the helper.
+func (t *chrootTarget) Run(ctx context.Context, cmd target.Command) (int, error) {
+	if len(cmd.Args) == 0 {
+		return -1, errors.New("cannot run an empty command")
+	}
+	stdout, stderr := cmd.Stdout, cmd.Stderr
+	if stdout == nil {
+		stdout = t.opts.Log
+	}
+	if stderr == nil {
+		stderr = t.opts.Log
+	}
+	var closeLater []*os.File
+	defer func() {
+		for _, f := range closeLater {
+			f.Close()
+		}
+	}()
+	var stdin *os.File
+	if cmd.Stdin == nil {
+		f, err := os.Open(os.DevNull)
+		if err != nil {
+			return -1, err
+		}
+		stdin = f
+		closeLater = append(closeLater, f)
+	} else {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return -1, err
+		}
+		stdin = r
+		closeLater = append(closeLater, r)
+		go func() { _, _ = io.Copy(w, cmd.Stdin); w.Close() }()
+	}
+	var copiers sync.WaitGroup
+	pipeTo := func(w io.Writer) (*os.File, *os.File, error) {
+		r, pw, err := os.Pipe()
+		if err != nil {
+			return nil, nil, err
+		}
+		copiers.Add(1)
+		go func() { defer copiers.Done(); _, _ = io.Copy(w, r); r.Close() }()
+		return r, pw, nil
+	}
+	outR, outW, err := pipeTo(stdout)
+	if err != nil {
+		return -1, err
+	}
+	errW := outW
+	errR := outR
+	if !sameWriter(stdout, stderr) {
+		if errR, errW, err = pipeTo(stderr); err != nil {
+			outW.Close()
+			return -1, err
+		}
+	}
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		outW.Close()
+		errW.Close()
+		return -1, err
+	}
+	req, _ := json.Marshal(nsRequest{Op: "run", Args: cmd.Args, Env: mergeEnv(defaultEnv, cmd.Env), Dir: cmd.Dir})
+	err = t.send(req, pair[1], int(stdin.Fd()), int(outW.Fd()), int(errW.Fd()))
+	unix.Close(pair[1])
+	// The command holds the write ends now; ours must go for EOF.
+	outW.Close()
+	if errW != outW {
+		errW.Close()
+	}
+	if err != nil {
+		unix.Close(pair[0])
+		copiers.Wait()
+		return -1, fmt.Errorf("cannot run %q in chroot %q: %w", cmd.Args[0], t.chroot, err)
+	}
+	rep, err := t.readReply(ctx, pair[0], 0)
+	// Closing our end tells the helper to kill the command if it still runs.
+	unix.Close(pair[0])
+	if err != nil {
+		// Output stops once the process group is dead; bound the wait
+		// anyway (a daemon may have escaped the group).
+		waitBounded(&copiers, 10*time.Second, outR, errR)
+		return -1, fmt.Errorf("cannot run %q in chroot %q: %w", cmd.Args[0], t.chroot, err)
+	}
+	copiers.Wait()
+	if rep.Error != "" {
+		return -1, fmt.Errorf("cannot run %q in chroot %q: %s", cmd.Args[0], t.chroot, rep.Error)
+	}
+	return rep.Status, nil
+}
+
+func waitBounded(wg *sync.WaitGroup, d time.Duration, files ...*os.File) {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(d):
+		for _, f := range files {
+			f.Close()
+		}
+		<-done
+	}
+}
+
+func (t *chrootTarget) send(msg []byte, fds ...int) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.helper == nil {
+		return errors.New("the chroot is not started")
+	}
+	return unix.Sendmsg(t.ctrl, msg, unix.UnixRights(fds...), nil, 0)
+}
+
+// KillProcesses kills every process in the target but the helper; if the
+// helper does not answer, it is killed too (and with it everything).
+func (t *chrootTarget) KillProcesses(ctx context.Context) error {
+	t.mu.Lock()
+	running := t.helper != nil
+	t.mu.Unlock()
+	if !running {
+		return nil
+	}
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(pair[0])
+	req, _ := json.Marshal(nsRequest{Op: "kill"})
+	err = t.send(req, pair[1])
+	unix.Close(pair[1])
+	if err == nil {
+		var rep nsReply
+		rep, err = t.readReply(ctx, pair[0], 15*time.Second)
+		if err == nil && rep.Error != "" {
+			err = errors.New(rep.Error)
+		}
+	}
+	if err != nil {
+		t.cfg.Logger.Warn("namespace helper could not kill processes; killing the namespace", "dir", t.chroot, "err", err)
+		t.mu.Lock()
+		t.stopLocked()
+		t.mu.Unlock()
+	}
+	return nil
+}
+
+// Stop kills the namespace's init: the kernel kills every process in the
+// pid namespace, and the mount namespace and its mounts go with the last.
+func (t *chrootTarget) Stop(ctx context.Context) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.stopLocked()
+}
+
+func (t *chrootTarget) stopLocked() error {
+	if t.helper == nil {
+		return nil
+	}
+	pid := t.helper.Process.Pid
+	_ = t.helper.Process.Kill()
+	// The helper is reaped only after every process of its pid namespace.
+	<-t.done
+	unix.Close(t.ctrl)
+	t.helper, t.ctrl = nil, -1
+	if n := mountsUnder(t.chroot); n > 0 {
+		return fmt.Errorf("cannot stop chroot %q: %d mounts remain", t.chroot, n)
+	}
+	t.cfg.Logger.Info("chroot stopped", "dir", t.chroot, "helper_pid", pid)
+	return nil
+}
+
+// mountsUnder counts the mounts of this mount namespace at or under dir.
+func mountsUnder(dir string) int {
+	data, err := os.ReadFile("/proc/thread-self/mountinfo")
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
+			n++
+		}
+	}
+	return n
+}
+
+// Remove stops the target if needed and deletes its build directory.
+func (t *chrootTarget) Remove(ctx context.Context) error {
+	if err := t.Stop(ctx); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(t.dir); err != nil {
+		return fmt.Errorf("cannot remove chroot %q: %w", t.dir, err)
+	}
+	return nil
+}
+
+func (t *chrootTarget) ProxyHost() string { return chrootProxyHost }
+
+// CopyIn writes r to path inside the target, owned by uid:gid (target ids).
+func (t *chrootTarget) CopyIn(ctx context.Context, r io.Reader, p string, uid, gid int, mode fs.FileMode) error {
+	hu, hg, err := t.mapOwner(uid, gid)
+	if err != nil {
+		return fmt.Errorf("cannot copy into %q: %w", p, err)
+	}
+	perm := uint32(mode.Perm())
+	if mode&fs.ModeSetuid != 0 {
+		perm |= unix.S_ISUID
+	}
+	if mode&fs.ModeSetgid != 0 {
+		perm |= unix.S_ISGID
+	}
+	if mode&fs.ModeSticky != 0 {
+		perm |= unix.S_ISVTX
+	}
+	if t.running() {
+		return t.copyViaHelper(ctx, nsRequest{Op: "copyin", Path: p, UID: uid, GID: gid, Mode: perm}, r)
+	}
+	root, err := t.root()
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	return writeInRoot(root, p, r, hu, hg, perm)
+}
+
+func (t *chrootTarget) running() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.helper != nil
+}
+
+// copyViaHelper streams r to the helper, which writes it inside the
+// namespace (see nsCopy).
+func (t *chrootTarget) copyViaHelper(ctx context.Context, req nsRequest, r io.Reader) error {
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer pw.Close()
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		pr.Close()
+		return err
+	}
+	defer unix.Close(pair[0])
+	msg, _ := json.Marshal(req)
+	err = t.send(msg, pair[1], int(pr.Fd()))
+	unix.Close(pair[1])
+	pr.Close()
+	if err != nil {
+		return fmt.Errorf("cannot copy into %q: %w", req.Path, err)
+	}
+	_, cerr := io.Copy(pw, r)
+	pw.Close()
+	rep, err := t.readReply(ctx, pair[0], 0)
+	if err == nil && rep.Error != "" {
+		err = errors.New(rep.Error)
+	}
+	if err == nil && cerr != nil {
+		err = fmt.Errorf("cannot copy into %q: %w", req.Path, cerr)
+	}
+	return err
+}
+
+// CopyOut streams the regular file at path inside the target to w.
+func (t *chrootTarget) CopyOut(ctx context.Context, p string, w io.Writer) error {
+	root, err := t.root()
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	return copyOutRoot(root, p, w)
+}
+
+// CopyTreeIn unpacks a tar stream under dir inside the target, every
+// entry owned by uid:gid, with Unpack's rules.
+func (t *chrootTarget) CopyTreeIn(ctx context.Context, tarStream io.Reader, dir string, uid, gid int) error {
+	if uid < 0 || gid < 0 {
+		return fmt.Errorf("cannot copy a tree into %q: invalid owner %d:%d", dir, uid, gid)
+	}
+	if _, _, err := t.mapOwner(uid, gid); err != nil {
+		return fmt.Errorf("cannot copy a tree into %q: %w", dir, err)
+	}
+	if t.running() {
+		return t.copyViaHelper(ctx, nsRequest{Op: "copytree", Path: dir, UID: uid, GID: gid}, tarStream)
+	}
+	root, err := t.root()
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	ru, rg := t.rootIDs()
+	d, err := root.MkdirAll(dir, 0o755, ru, rg)
+	if err != nil {
+		return fmt.Errorf("cannot copy a tree into %q: %w", dir, err)
+	}
+	sub := &Root{fd: int(d.Fd()), path: root.path + dir}
+	_, err = UnpackInRoot(ctx, tarStream, sub, UnpackOptions{
+		IDs: t.ids, Privileged: t.spec.Privileged, KeepPrefix: true,
+		Owner: &Owner{UID: uint32(uid), GID: uint32(gid)}, Log: t.opts.Log,
+	})
+	d.Close()
+	if err != nil {
+		return fmt.Errorf("cannot copy a tree into %q: %w", dir, err)
+	}
+	return nil
+}
+
+// Stat lstats path inside the target.
+func (t *chrootTarget) Stat(ctx context.Context, p string) (target.FileInfo, error) {
+	root, err := t.root()
+	if err != nil {
+		return target.FileInfo{}, err
+	}
+	defer root.Close()
+	return statInRoot(root, p)
+}
+
+// ListDir lists a directory inside the target, sorted, without following
+// symlinks.
+func (t *chrootTarget) ListDir(ctx context.Context, p string) ([]target.FileInfo, error) {
+	root, err := t.root()
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	return listInRoot(root, p)
+}
+
+// splitParent splits a target path into its parent (resolved following
+// symlinks inside the root, as the target's processes would) and a final
+// name that must be a plain name.
+func splitParent(p string) (string, string, error) {
+	clean := path.Clean("/" + p)
+	if clean == "/" {
+		return "", "", fmt.Errorf("%q: %w", p, ErrUnsafePath)
+	}
+	if _, err := splitInRoot(p); err != nil {
+		return "", "", err
+	}
+	dir, base := path.Split(clean)
+	return dir, base, nil
+}
+
+func openParent(root *Root, p string) (int, string, error) {
+	dir, base, err := splitParent(p)
+	if err != nil {
+		return -1, "", err
+	}
+	pfd, err := resolveFollow(root.fd, strings.TrimSuffix(dir, "/"))
+	if err != nil {
+		return -1, "", err
+	}
+	return pfd, base, nil
+}
+
+// writeInRoot replaces the file at p inside root with r's content.
+func writeInRoot(root *Root, p string, r io.Reader, uid, gid int, perm uint32) error {
+	pfd, base, err := openParent(root, p)
+	if err != nil {
+		return fmt.Errorf("cannot copy into %q: %w", p, err)
+	}
+	defer unix.Close(pfd)
+	// Unlink first: never write through a symlink or into another hard
+	// link of the old file.
+	if err := unix.Unlinkat(pfd, base, 0); err != nil && err != unix.ENOENT {
+		return fmt.Errorf("cannot copy into %q: %w", p, err)
+	}
+	fd, err := unix.Openat(pfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return fmt.Errorf("cannot copy into %q: %w", p, err)
+	}
+	f := os.NewFile(uintptr(fd), p)
+	defer f.Close()
+	if _, err := io.Copy(f, r); err != nil {
+		return fmt.Errorf("cannot copy into %q: %w", p, err)
+	}
+	if err := f.Chown(uid, gid); err != nil {
+		return fmt.Errorf("cannot copy into %q: %w", p, err)
+	}
+	// After chown, which clears setuid/setgid.
+	if err := unix.Fchmod(fd, perm); err != nil {
+		return fmt.Errorf("cannot copy into %q: %w", p, err)
+	}
+	return f.Close()
+}
+
+func copyOutRoot(root *Root, p string, w io.Writer) error {
+	pfd, base, err := openParent(root, p)
+	if err != nil {
+		return fmt.Errorf("cannot copy %q out: %w", p, err)
+	}
+	defer unix.Close(pfd)
+	fd, err := unix.Openat(pfd, base, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("cannot copy %q out: %w", p, err)
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return fmt.Errorf("cannot copy %q out: %w", p, err)
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+	case unix.S_IFLNK:
+		return fmt.Errorf("cannot copy %q out: %w", p, target.ErrSymlink)
+	default:
+		return fmt.Errorf("cannot copy %q out: not a regular file", p)
+	}
+	var rfd int
+	err = withProcFd(fd, func(pp string) error {
+		var err error
+		rfd, err = unix.Open(pp, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+		if err == unix.ELOOP {
+			// O_NOFOLLOW applies to the magic link itself on old
+			// kernels: reopen without it (the link names our inode).
+			rfd, err = unix.Open(pp, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("cannot copy %q out: %w", p, err)
+	}
+	f := os.NewFile(uintptr(rfd), p)
+	defer f.Close()
+	if _, err := io.Copy(w, f); err != nil {
+		return fmt.Errorf("cannot copy %q out: %w", p, err)
+	}
+	return nil
+}
+
+func fileInfo(name string, st *unix.Stat_t) target.FileInfo {
+	m := fs.FileMode(st.Mode & 0o777)
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFDIR:
+		m |= fs.ModeDir
+	case unix.S_IFLNK:
+		m |= fs.ModeSymlink
+	case unix.S_IFIFO:
+		m |= fs.ModeNamedPipe
+	case unix.S_IFSOCK:
+		m |= fs.ModeSocket
+	case unix.S_IFCHR:
+		m |= fs.ModeDevice | fs.ModeCharDevice
+	case unix.S_IFBLK:
+		m |= fs.ModeDevice
+	}
+	if st.Mode&unix.S_ISUID != 0 {
+		m |= fs.ModeSetuid
+	}
+	if st.Mode&unix.S_ISGID != 0 {
+		m |= fs.ModeSetgid
+	}
+	if st.Mode&unix.S_ISVTX != 0 {
+		m |= fs.ModeSticky
+	}
+	return target.FileInfo{Name: name, Mode: m, Size: st.Size}
+}
+
+func statInRoot(root *Root, p string) (target.FileInfo, error) {
+	var st unix.Stat_t
+	if path.Clean("/"+p) == "/" {
+		if err := unix.Fstat(root.fd, &st); err != nil {
+			return target.FileInfo{}, err
+		}
+		return fileInfo("/", &st), nil
+	}
+	pfd, base, err := openParent(root, p)
+	if err != nil {
+		return target.FileInfo{}, fmt.Errorf("cannot stat %q: %w", p, err)
+	}
+	defer unix.Close(pfd)
+	if err := unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return target.FileInfo{}, fmt.Errorf("cannot stat %q: %w", p, err)
+	}
+	return fileInfo(base, &st), nil
+}
+
+func listInRoot(root *Root, p string) ([]target.FileInfo, error) {
+	dfd, err := resolveFollow(root.fd, strings.TrimSuffix(path.Clean("/"+p), "/"))
+	if err != nil {
+		return nil, fmt.Errorf("cannot list %q: %w", p, err)
+	}
+	defer unix.Close(dfd)
+	rfd, err := unix.Openat(dfd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("cannot list %q: %w", p, err)
+	}
+	f := os.NewFile(uintptr(rfd), p)
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return nil, fmt.Errorf("cannot list %q: %w", p, err)
+	}
+	sort.Strings(names)
+	out := make([]target.FileInfo, 0, len(names))
+	for _, n := range names {
+		var st unix.Stat_t
+		if err := unix.Fstatat(rfd, n, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			if err == unix.ENOENT {
+				continue
+			}
+			return nil, fmt.Errorf("cannot list %q: %w", p, err)
+		}
+		out = append(out, fileInfo(n, &st))
+	}
+	return out, nil
+}
