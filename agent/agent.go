@@ -34,6 +34,7 @@ type Agent struct {
 	cache   *FileCache
 	log     *BuildLog
 	builder *Builder
+	metrics *metrics
 	handler http.Handler
 
 	closeOnce sync.Once
@@ -94,6 +95,8 @@ func New(cfg *Config, opts Options) (*Agent, error) {
 		log:     blog,
 		targets: opts.Targets,
 	})
+	a.metrics = newMetrics(a.builder.State)
+	a.builder.metrics = a.metrics
 	a.handler = a.routes()
 	return a, nil
 }
@@ -101,6 +104,10 @@ func New(cfg *Config, opts Options) (*Agent, error) {
 // Handler is the agent's HTTP surface: /rpc (and anything under it, as
 // with Twisted's leaf resource) and /filecache/.
 func (a *Agent) Handler() http.Handler { return a.handler }
+
+// MetricsHandler serves the agent's Prometheus metrics (also at /metrics
+// on Handler), for a separate [builder] metrics_address listener.
+func (a *Agent) MetricsHandler() http.Handler { return a.metrics.handler() }
 
 // Builder is the agent's state machine (for the command line and tests).
 func (a *Agent) Builder() *Builder { return a.builder }

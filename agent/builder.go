@@ -64,6 +64,7 @@ type buildLogger interface {
 }
 
 type builderDeps struct {
+	metrics *metrics // nil in unit tests
 	cfg     *Config
 	logger  *slog.Logger
 	cache   resultCache
@@ -94,6 +95,7 @@ type build struct {
 	gen     uint64
 	id      string
 	tag     string
+	started time.Time
 	manager builders.Manager
 	cancel  context.CancelFunc
 	done    chan struct{} // closed when the manager's Run returns
@@ -537,6 +539,7 @@ func (b *Builder) start(tag string, factory builders.Factory, req builders.Reque
 		gen:     b.gen,
 		id:      req.BuildID,
 		tag:     tag,
+		started: time.Now(),
 		manager: mgr,
 		cancel:  cancel,
 		done:    make(chan struct{}),
@@ -773,6 +776,7 @@ func (b *Builder) finish(bd *build, res builders.Result) {
 		b.logger.Error("cannot flush the build log", "error", err)
 	}
 	b.state = BuilderWaiting
+	b.metrics.buildFinished(bd.tag, string(status), time.Since(bd.started))
 	b.logger.Info("build finished", "build_id", bd.id, "status", string(status))
 }
 
@@ -805,6 +809,7 @@ func (b *Builder) Abort() (string, error) {
 	targets := slices.Clone(bd.targets)
 	bd.abortTimer = time.AfterFunc(b.abortTimeout, func() { b.abortExpired(bd) })
 	b.mu.Unlock()
+	b.metrics.aborted()
 	b.logger.Info("aborting build", "build_id", bd.id, "targets", len(targets))
 	go b.killTargets(bd, targets)
 	return BuilderAborting, nil
@@ -842,6 +847,8 @@ func (b *Builder) abortExpired(bd *build) {
 	bd.detached.Store(true)
 	bd.result = builders.BuildBuilderFail
 	b.state = BuilderWaiting
+	b.metrics.abortTimedOut()
+	b.metrics.buildFinished(bd.tag, string(bd.result), time.Since(bd.started))
 	b.logger.Error("build did not stop within the abort timeout; abandoned", "build_id", bd.id, "timeout", b.abortTimeout)
 }
 

@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"sync"
+	"time"
 )
 
 // routes is the agent's HTTP surface. Twisted's /rpc is a leaf resource:
@@ -18,6 +19,7 @@ func (a *Agent) routes() http.Handler {
 		methods:  a.builder.methods(),
 		maxBody:  a.cfg.Limits.RequestBodyBytes,
 		logError: a.logger.Error,
+		metrics:  a.metrics,
 	}
 	if rpc.maxBody <= 0 {
 		rpc.maxBody = DefaultRequestBodyBytes
@@ -25,6 +27,7 @@ func (a *Agent) routes() http.Handler {
 	mux.Handle("/rpc", rpc)
 	mux.Handle("/rpc/", rpc)
 	mux.Handle("/filecache/", a.cache.Handler(a.log))
+	mux.Handle("/metrics", a.metrics.handler())
 	return mux
 }
 
@@ -36,6 +39,7 @@ type rpcHandler struct {
 	methods  map[string]method
 	maxBody  int64
 	logError func(msg string, args ...any)
+	metrics  *metrics
 }
 
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
@@ -79,6 +83,15 @@ var contentTypeXML = []string{"text/xml; charset=utf-8"}
 
 // respond decodes, dispatches and encodes one call into buf.
 func (h *rpcHandler) respond(r *http.Request, body []byte, buf []byte) []byte {
+	start := time.Now()
+	out, method, fault := h.dispatch(r, body, buf)
+	h.metrics.observeCall(method, fault, time.Since(start))
+	return out
+}
+
+// dispatch answers one call; it also reports the method and whether the
+// answer is a fault, for the metrics.
+func (h *rpcHandler) dispatch(r *http.Request, body []byte, buf []byte) ([]byte, string, bool) {
 	var call *Call
 	if c, ok := fastCall(body); ok {
 		call = c
@@ -86,12 +99,12 @@ func (h *rpcHandler) respond(r *http.Request, body []byte, buf []byte) []byte {
 		var err error
 		call, err = DecodeRequest(bytes.NewReader(body))
 		if err != nil {
-			return AppendFault(buf, Faultf("Can't deserialize input: %v", err))
+			return AppendFault(buf, Faultf("Can't deserialize input: %v", err)), "", true
 		}
 	}
 	m, ok := h.methods[call.Method]
 	if !ok {
-		return AppendFault(buf, &Fault{Code: FaultNotFound, String: "procedure " + call.Method + " not found"})
+		return AppendFault(buf, &Fault{Code: FaultNotFound, String: "procedure " + call.Method + " not found"}), "", true
 	}
 	result, err := h.call(m, r, call)
 	if err != nil {
@@ -99,16 +112,16 @@ func (h *rpcHandler) respond(r *http.Request, body []byte, buf []byte) []byte {
 		if !errors.As(err, &f) {
 			f = Faultf("%v", err)
 		}
-		return AppendFault(buf, f)
+		return AppendFault(buf, f), call.Method, true
 	}
 	if pre, ok := result.(preEncoded); ok {
-		return append(buf, pre...)
+		return append(buf, pre...), call.Method, false
 	}
 	out, err := AppendResponse(buf, result)
 	if err != nil {
-		return AppendFault(buf[:0], Faultf("Can't serialize output: %v", err))
+		return AppendFault(buf[:0], Faultf("Can't serialize output: %v", err)), call.Method, true
 	}
-	return out
+	return out, call.Method, false
 }
 
 // call runs a method; a panic becomes a fault (and a log entry) instead of

@@ -92,7 +92,20 @@ func TestHTTPSurface(t *testing.T) {
 }
 
 func TestHTTPFaults(t *testing.T) {
-	_, srv := newTestAgent(t, nil)
+	a, srv := newTestAgent(t, nil)
+	defer func() {
+		rec := httptest.NewRecorder()
+		a.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		for _, want := range []string{
+			`buildd_agent_rpc_calls_total{method="unknown",outcome="fault"} 4`,
+			`buildd_agent_rpc_calls_total{method="status",outcome="fault"} 1`,
+			`buildd_agent_rpc_calls_total{method="ensurepresent",outcome="fault"} 1`,
+		} {
+			if !strings.Contains(rec.Body.String(), want) {
+				t.Errorf("metrics lack %s", want)
+			}
+		}
+	}()
 	tests := []struct {
 		name, body string
 		code       int
@@ -245,6 +258,19 @@ func TestAgentBuildOverHTTP(t *testing.T) {
 		t.Errorf("chroot gone after clean: %d", code)
 	}
 	_ = a
+	code, metrics := get("/metrics")
+	for _, want := range []string{
+		`buildd_agent_rpc_calls_total{method="build",outcome="ok"} 1`,
+		`buildd_agent_rpc_calls_total{method="ensurepresent",outcome="ok"} 1`,
+		`buildd_agent_rpc_calls_total{method="clean",outcome="ok"} 1`,
+		`buildd_agent_builds_total{manager="fake",status="BuildStatus.OK"} 1`,
+		`buildd_agent_building 0`,
+		`buildd_agent_info{version="` + Version + `"} 1`,
+	} {
+		if code != 200 || !strings.Contains(metrics, want) {
+			t.Errorf("/metrics (HTTP %d) lacks %s", code, want)
+		}
+	}
 }
 
 func TestServeShutdown(t *testing.T) {
