@@ -66,7 +66,8 @@ type fakeTarget struct {
 
 func newFakeTarget() *fakeTarget {
 	t := &fakeTarget{files: map[string]*fakeFile{}, errs: map[string]error{}, running: make(chan struct{}, 16)}
-	for _, d := range []string{"/", "/build", "/root", "/usr", "/usr/local", "/usr/local/bin", "/tmp"} {
+	for _, d := range []string{"/", "/build", "/root", "/usr", "/usr/local", "/usr/local/bin", "/tmp", "/etc", "/etc/apt",
+		"/etc/apt/sources.list.d", "/etc/apt/apt.conf.d", "/etc/apt/preferences.d", "/etc/apt/trusted.gpg.d"} {
 		t.files[d] = &fakeFile{mode: fs.ModeDir | 0o755}
 	}
 	return t

@@ -10,6 +10,7 @@ package builders
 //	what failed                                   reference              status
 //	----------------------------------------------------------------------------------
 //	making, creating or starting the target       unpack/mount-chroot ≠0 CHROOTFAIL
+//	archives, trusted_keys, apt-get update        sources/keys/update ≠0 CHROOTFAIL
 //	starting the builder proxy                    host-side exception    BUILDERFAIL
 //	a command of the install phase exits ≠ 0      buildsnap exit 200     PACKAGEFAIL
 //	  (apt-get, snap install/refresh/ack/set,
@@ -221,6 +222,9 @@ func (m *SnapManager) build(ctx context.Context, b *ContainerBuild) *Failure {
 	a := m.args
 	b.Phase("start target")
 	if f := b.StartTarget(ctx, "", m.req.Chroot); f != nil {
+		return f
+	}
+	if f := b.ConfigureArchives(ctx, a.Common.Archives, a.Common.TrustedKeys, ""); f != nil {
 		return f
 	}
 	if a.ProxyURL != "" {

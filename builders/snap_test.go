@@ -3,6 +3,7 @@ package builders
 import (
 	"archive/tar"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
@@ -625,6 +626,8 @@ func TestSnapArgs(t *testing.T) {
 		{"constraints wrong type", func(a map[string]any) { a["builder_constraints"] = "gpu" }, "builder_constraints"},
 		{"secrets wrong type", func(a map[string]any) { a["secrets"] = "x" }, "secrets"},
 		{"NUL in string", func(a map[string]any) { a["git_path"] = "a\x00b" }, "git_path"},
+		{"bad trusted key", func(a map[string]any) { a["trusted_keys"] = []any{"!!"} }, "trusted_keys"},
+		{"archives line", func(a map[string]any) { a["archives"] = []any{"deb http://x/ a\nb"} }, "archives"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -720,6 +723,107 @@ func FuzzParseSnapArgs(f *testing.F) {
 			if strings.HasPrefix(s, "-") {
 				t.Fatalf("option-like snap name accepted: %q", s)
 			}
+		}
+	})
+}
+
+func TestSnapArchivesAndKeys(t *testing.T) {
+	installSeams(t)
+	oldDelay := aptRetryDelay
+	aptRetryDelay = time.Millisecond
+	t.Cleanup(func() { aptRetryDelay = oldDelay })
+	armored := "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nmQ==\n-----END PGP PUBLIC KEY BLOCK-----\n"
+	args := baseArgs()
+	args["series"] = "noble"
+	args["archives"] = []any{
+		"deb [arch=amd64,armel signed-by=/k.gpg] http://archive.example/ubuntu noble main universe",
+		"deb-src http://archive.example/ubuntu noble main",
+		"deb [bogus=1] http://x/ noble main",
+	}
+	args["trusted_keys"] = []any{base64.StdEncoding.EncodeToString([]byte(armored)), base64.StdEncoding.EncodeToString([]byte{0x99, 1, 2})}
+	updates := 0
+	ft, fe, res := runSnap(t, args, func(ft *fakeTarget, fe *fakeEnv) {
+		inner := ft.onRun
+		ft.onRun = func(c recordedCommand) fakeRun {
+			if len(c.Args) == 3 && c.Args[2] == "update" {
+				updates++
+				if updates == 1 {
+					return fakeRun{code: 100}
+				}
+			}
+			return inner(c)
+		}
+	})
+	if res.Status != BuildOK {
+		t.Fatalf("status %s\n%s", res.Status, fe.logText())
+	}
+	want := "Types: deb\nURIs: http://archive.example/ubuntu\nEnabled: yes\nSuites: noble\nComponents: main universe\nArchitectures: amd64,armel\nSigned-By: /k.gpg\n\n" +
+		"Types: deb-src\nURIs: http://archive.example/ubuntu\nEnabled: yes\nSuites: noble\nComponents: main\n"
+	if f := ft.files["/etc/apt/sources.list.d/lp-buildd.sources"]; f == nil || string(f.data) != want {
+		t.Errorf("deb822 sources:\n%s", ft.files["/etc/apt/sources.list.d/lp-buildd.sources"].data)
+	}
+	if !strings.Contains(fe.logText(), `Skipping archive "deb [bogus=1] http://x/ noble main": unknown option "bogus"`) {
+		t.Errorf("log:\n%s", fe.logText())
+	}
+	if f := ft.files["/etc/apt/trusted.gpg.d/launchpad-buildd-0.asc"]; f == nil || string(f.data) != armored {
+		t.Errorf("armoured key not written")
+	}
+	if f := ft.files["/etc/apt/trusted.gpg.d/launchpad-buildd-1.gpg"]; f == nil || len(f.data) != 3 {
+		t.Errorf("binary key not written")
+	}
+	if f := ft.files["/etc/apt/preferences.d/proposed.pref"]; f == nil || string(f.data) != "Package: *\nPin: release a=*-proposed\nPin-Priority: 500\n" {
+		t.Errorf("proposed.pref wrong")
+	}
+	cmds := ft.argvs()
+	wantPrefix := []string{"rm -f /etc/apt/sources.list.d/ubuntu.sources", "rm -f /etc/apt/sources.list",
+		"/usr/bin/apt-get -uy update", "/usr/bin/apt-get -uy update",
+		"/usr/bin/apt-get -o DPkg::Options::=--force-confold -uy --purge dist-upgrade"}
+	if diff := cmp.Diff(wantPrefix, cmds[:len(wantPrefix)]); diff != "" {
+		t.Errorf("commands (-want +got):\n%s", diff)
+	}
+	up, _ := ft.command("/usr/bin/apt-get")
+	if diff := cmp.Diff([]string{"LANG=C", "DEBIAN_FRONTEND=noninteractive", "TTY=unknown"}, up.Env); diff != "" {
+		t.Errorf("update env: %s", diff)
+	}
+
+	// Old series keep the one-line format; a failing update is CHROOTFAIL.
+	args["series"] = "jammy"
+	ft, fe, res = runSnap(t, args, func(ft *fakeTarget, fe *fakeEnv) {
+		inner := ft.onRun
+		ft.onRun = func(c recordedCommand) fakeRun {
+			if len(c.Args) == 3 && c.Args[2] == "update" {
+				return fakeRun{code: 100}
+			}
+			return inner(c)
+		}
+	})
+	if res.Status != BuildChrootFail {
+		t.Errorf("status %s, want CHROOTFAIL", res.Status)
+	}
+	if f := ft.files["/etc/apt/sources.list"]; f == nil || !strings.HasPrefix(string(f.data), "deb [arch=amd64,armel signed-by=/k.gpg] http://archive.example/ubuntu noble main universe\n") {
+		t.Errorf("one-line sources not written")
+	}
+	if _, ok := ft.command("snapcraft"); ok {
+		t.Errorf("snapcraft ran after a CHROOTFAIL")
+	}
+	if !slices.Contains(ft.calls, "remove") {
+		t.Errorf("not torn down")
+	}
+	_ = fe
+}
+
+func FuzzDeb822Sources(f *testing.F) {
+	f.Add("deb [arch=amd64 signed-by=/k.gpg] http://archive.example/ubuntu noble main universe")
+	f.Add("deb-src http://x/ noble")
+	f.Add("deb [ ] x y")
+	f.Add("deb [arch=amd64")
+	f.Fuzz(func(t *testing.T, line string) {
+		text, skipped := Deb822Sources([]string{line})
+		if text == "" && len(skipped) != 1 {
+			t.Fatalf("line %q neither converted nor skipped", line)
+		}
+		if text != "" && (!strings.HasPrefix(text, "Types: deb") || !strings.Contains(text, "\nEnabled: yes\n")) {
+			t.Fatalf("odd stanza for %q:\n%s", line, text)
 		}
 	})
 }
