@@ -399,9 +399,11 @@ func TestConnectServerSpeaksFirst(t *testing.T) {
 			if err != nil {
 				return
 			}
-			io.WriteString(c, banner)
-			io.Copy(c, c)
-			c.Close()
+			go func() {
+				io.WriteString(c, banner)
+				io.Copy(c, c)
+				c.Close()
+			}()
 		}
 	}()
 	for i := 0; i < 20; i++ {
@@ -455,4 +457,82 @@ func TestNoSharedStateBetweenProxies(t *testing.T) {
 		log := w.squid.AccessLog()
 		return strings.Contains(log, " other ") && strings.Contains(log, " "+testUser+" ")
 	}, w.squid.AccessLog)
+}
+
+// git through GIT_PROXY_COMMAND sends its request, half-closes, then reads
+// the pack. squid drops a tunnel whose client half-closes (shown here as
+// the floor), so the builder proxy keeps the upstream side open.
+func TestConnectClientHalfClose(t *testing.T) {
+	w := newWorld(t, nil)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				line, _ := bufio.NewReader(c).ReadString('\n')
+				time.Sleep(200 * time.Millisecond) // the client's FIN arrives first
+				io.WriteString(c, "reply to "+line)
+			}()
+		}
+	}()
+	fetch := func(proxyAddr, auth string) string {
+		c, br, resp := rawConnect(t, proxyAddr, l.Addr().String(), auth)
+		if resp.StatusCode != 200 {
+			t.Fatalf("CONNECT via %s: %s", proxyAddr, resp.Status)
+		}
+		io.WriteString(c, "want pack\n")
+		c.(*net.TCPConn).CloseWrite()
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		got, _ := io.ReadAll(br)
+		return string(got)
+	}
+	direct := fetch(w.squid.Addr, "Basic "+base64.StdEncoding.EncodeToString([]byte(testUser+":"+testPass)))
+	t.Logf("squid direct after a client half-close: %q", direct)
+	if got := fetch(hostPortOf(w.proxy.URL()), ""); got != "reply to want pack\n" {
+		t.Errorf("via the builder proxy after a client half-close: %q", got)
+	}
+}
+
+// A client that closes while the server waits for its end: the server
+// learns it once the tunnel was idle for halfCloseIdle.
+func TestConnectClientGoneServerWaiting(t *testing.T) {
+	w := newWorld(t, nil)
+	w.proxy.up.halfCloseIdle.Store(int64(300 * time.Millisecond))
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ended := make(chan struct{})
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		io.Copy(io.Discard, c) // until EOF
+		c.Close()
+		close(ended)
+	}()
+	c, _, resp := rawConnect(t, hostPortOf(w.proxy.URL()), l.Addr().String(), "")
+	if resp.StatusCode != 200 {
+		t.Fatalf("CONNECT: %s", resp.Status)
+	}
+	io.WriteString(c, "bye\n")
+	c.Close()
+	select {
+	case <-ended:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the server never saw the end of the tunnel")
+	}
+	waitFor(t, func() bool {
+		return strings.Contains(w.buildLog.String(), `"CONNECT `+l.Addr().String()+` HTTP/1.1" 200 `)
+	}, w.buildLog.String)
 }

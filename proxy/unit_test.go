@@ -255,10 +255,10 @@ func TestGitProxyScript(t *testing.T) {
 		t.Fatal(err)
 	}
 	cases := []struct{ proxy, want string }{
-		{"http://10.10.10.1:8222/", "STDIO\nPROXY:10.10.10.1:git.example:9418,proxyport=8222\n"},
-		{"http://10.10.10.1:8222", "STDIO\nPROXY:10.10.10.1:git.example:9418,proxyport=8222\n"},
-		{"http://u:p@proxy:3128/", "STDIO\nPROXY:proxy:git.example:9418,proxyport=3128,proxyauth=u:p\n"},
-		{"http://proxy/", "STDIO\nPROXY:proxy:git.example:9418,proxyport=80\n"},
+		{"http://10.10.10.1:8222/", "-t\n86400\nSTDIO\nPROXY:10.10.10.1:git.example:9418,proxyport=8222\n"},
+		{"http://10.10.10.1:8222", "-t\n86400\nSTDIO\nPROXY:10.10.10.1:git.example:9418,proxyport=8222\n"},
+		{"http://u:p@proxy:3128/", "-t\n86400\nSTDIO\nPROXY:proxy:git.example:9418,proxyport=3128,proxyauth=u:p\n"},
+		{"http://proxy/", "-t\n86400\nSTDIO\nPROXY:proxy:git.example:9418,proxyport=80\n"},
 	}
 	for _, c := range cases {
 		cmd := exec.Command("/bin/sh", script, "git.example", "9418")

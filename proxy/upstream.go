@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -26,6 +27,8 @@ type upstream struct {
 	rawUser  string // userinfo as written in proxy_url (maybe percent-encoded)
 	// auth is the Proxy-Authorization value ("" without credentials).
 	auth string
+	// halfCloseIdle is defaultHalfCloseIdle (tests shorten it).
+	halfCloseIdle atomic.Int64
 }
 
 // parseUpstream parses proxy_url (http://user:pass@host:port). Its errors
@@ -67,6 +70,7 @@ func parseUpstream(s string) (*upstream, error) {
 		url:      &url.URL{Scheme: "http", Host: u.Host, User: u.User},
 		hostPort: net.JoinHostPort(host, port),
 	}
+	up.halfCloseIdle.Store(int64(defaultHalfCloseIdle))
 	if u.User != nil {
 		up.user = u.User.Username()
 		up.pass, up.hasPass = u.User.Password()
@@ -244,8 +248,17 @@ func (up *upstream) dialConnect(ctx context.Context, addr string, clientHeader h
 		return nil, &upstreamRefusal{status: resp.Status, code: resp.StatusCode, header: resp.Header, body: body}
 	}
 	tcp.SetDeadline(time.Time{})
-	return &upstreamConn{Conn: tcp, tcp: tcp, br: br}, nil
+	return &upstreamConn{Conn: tcp, tcp: tcp, br: br, idle: &up.halfCloseIdle}, nil
 }
+
+// defaultHalfCloseIdle bounds how long a tunnel stays open after its client
+// half-closed while nothing comes back from the server (see CloseWrite).
+// git's upload-pack sends keep-alives every 5 s while it prepares a pack.
+const defaultHalfCloseIdle = 5 * time.Minute
+
+// spliceChunk is how much the server→client direction moves per splice
+// call before it notes progress.
+const spliceChunk = 256 << 10
 
 // upstreamConn is the tunnel to the upstream proxy. Bytes read after the
 // CONNECT answer may already sit in br; they are delivered first.
@@ -254,8 +267,17 @@ func (up *upstream) dialConnect(ctx context.Context, addr string, clientHeader h
 // the kernel's splice path for the tunnel.
 type upstreamConn struct {
 	net.Conn
-	tcp *net.TCPConn
-	br  *bufio.Reader
+	tcp        *net.TCPConn
+	br         *bufio.Reader
+	halfClosed atomic.Bool
+	idle       *atomic.Int64
+}
+
+// progress pushes the idle deadline back once the client half-closed.
+func (c *upstreamConn) progress() {
+	if c.halfClosed.Load() {
+		c.tcp.SetReadDeadline(time.Now().Add(time.Duration(c.idle.Load())))
+	}
 }
 
 func (c *upstreamConn) Read(p []byte) (int, error) {
@@ -265,10 +287,16 @@ func (c *upstreamConn) Read(p []byte) (int, error) {
 		}
 		c.br = nil
 	}
-	return c.tcp.Read(p)
+	n, err := c.tcp.Read(p)
+	if n > 0 {
+		c.progress()
+	}
+	return n, err
 }
 
-// WriteTo drains the buffered bytes, then lets the kernel splice.
+// WriteTo drains the buffered bytes, then moves the rest with splice in
+// chunks (an io.LimitedReader over the TCPConn keeps splice), noting
+// progress between chunks.
 func (c *upstreamConn) WriteTo(w io.Writer) (int64, error) {
 	var n int64
 	if c.br != nil {
@@ -283,10 +311,29 @@ func (c *upstreamConn) WriteTo(w io.Writer) (int64, error) {
 		}
 		c.br = nil
 	}
-	m, err := c.tcp.WriteTo(w)
-	return n + m, err
+	for {
+		m, err := io.Copy(w, &io.LimitedReader{R: c.tcp, N: spliceChunk})
+		n += m
+		if err != nil || m == 0 {
+			return n, err
+		}
+		c.progress()
+	}
 }
 
 func (c *upstreamConn) ReadFrom(r io.Reader) (int64, error) { return c.tcp.ReadFrom(r) }
-func (c *upstreamConn) CloseWrite() error                   { return c.tcp.CloseWrite() }
 func (c *upstreamConn) CloseRead() error                    { return c.tcp.CloseRead() }
+
+// CloseWrite does not pass the client's half-close on: squid, the usual
+// upstream, tears the whole tunnel down when its client half-closes, and
+// the server's answer is lost. git does exactly that through
+// GIT_PROXY_COMMAND (socat shuts its write side down after the request
+// and waits for the pack). The tunnel ends when the server has finished,
+// or once nothing came from it for halfCloseIdle: a client that closed
+// for good looks the same as one that half-closed, and a server waiting
+// for the client's end must not hold the tunnel forever.
+func (c *upstreamConn) CloseWrite() error {
+	c.halfClosed.Store(true)
+	c.progress()
+	return nil
+}
