@@ -127,21 +127,19 @@ func (c *configChecker) decode(cfg *Config, tree map[string]toml.Primitive) {
 	sections := tomlFields(root.Type())
 	for name, prim := range tree {
 		si, ok := sections[name]
+		// Implicit tables (from dotted keys) have no type of their own.
+		isTable := c.md.Type(name) == "Hash" || c.md.Type(name) == ""
 		if !ok {
-			if c.md.Type(name) == "Hash" {
+			if isTable {
 				c.add(name, "unknown section [%s]", name)
 			} else {
 				c.add(name, "unknown key (keys belong in a section such as [builder])")
 			}
 			continue
 		}
-		if t := c.md.Type(name); t != "Hash" {
-			c.add(name, "must be a table ([%s]), not %s", name, strings.ToLower(t))
-			continue
-		}
 		var keys map[string]toml.Primitive
-		if err := c.md.PrimitiveDecode(prim, &keys); err != nil {
-			c.add(name, "%s", tomlMessage(err))
+		if err := c.md.PrimitiveDecode(prim, &keys); err != nil || !isTable {
+			c.add(name, "must be a table ([%s])", name)
 			continue
 		}
 		section := root.Field(si)
@@ -226,8 +224,13 @@ func (c *configChecker) validate(cfg *Config) {
 	c.ipAddress("builder.bind_address", b.BindAddress, false)
 	c.port("builder.port", b.Port)
 	c.absPath("builder.state_dir", b.StateDir)
-	c.absPath("builder.file_cache_dir", b.FileCacheDir)
-	c.absPath("builder.build_home", b.BuildHome)
+	// Derived from state_dir unless set: only their own values can be wrong.
+	if c.md.IsDefined("builder", "file_cache_dir") && b.FileCacheDir != "" {
+		c.absPath("builder.file_cache_dir", b.FileCacheDir)
+	}
+	if c.md.IsDefined("builder", "build_home") && b.BuildHome != "" {
+		c.absPath("builder.build_home", b.BuildHome)
+	}
 	c.oneOf("builder.backend", b.Backend, []string{"lxd", "chroot"})
 	c.positive("builder.abort_timeout", b.AbortTimeout)
 	if b.FileCacheMaxAge.Duration < 0 {
