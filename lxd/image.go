@@ -117,7 +117,7 @@ func decompress(r io.Reader) (dec io.Reader, close func(), err error) {
 		}
 		return xr, nop, nil
 	case compZstd:
-		zr, err := zstd.NewReader(br)
+		zr, err := zstd.NewReader(br, zstd.WithDecoderMaxMemory(1<<30))
 		if err != nil {
 			return nil, nil, fmt.Errorf("cannot read zstd stream: %w", err)
 		}
@@ -191,8 +191,9 @@ func imageHeader(h *tar.Header) (*tar.Header, error) {
 	switch h.Typeflag {
 	case tar.TypeReg, tar.TypeChar, tar.TypeBlock, tar.TypeFifo, tar.TypeDir:
 	case tar.TypeGNUSparse:
-		// archive/tar expands sparse files: they are written back as regular files.
-		out.Typeflag = tar.TypeReg
+		// archive/tar would expand the holes: a few bytes could declare
+		// exabytes of zeros. Chroots have no sparse files.
+		return nil, fmt.Errorf("invalid member %q: sparse files are not supported", h.Name)
 	case tar.TypeSymlink:
 		out.Linkname = h.Linkname
 	case tar.TypeLink:
@@ -201,6 +202,11 @@ func imageHeader(h *tar.Header) (*tar.Header, error) {
 		}
 	default:
 		return nil, fmt.Errorf("invalid member %q: unsupported type %q", h.Name, h.Typeflag)
+	}
+	for k := range h.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return nil, fmt.Errorf("invalid member %q: sparse files are not supported", h.Name)
+		}
 	}
 	if out.Typeflag != tar.TypeReg {
 		out.Size = 0

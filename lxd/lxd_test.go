@@ -88,6 +88,9 @@ func cleanupInstance(t testing.TB, c lxdclient.InstanceServer, cfg Config) {
 
 func newTestHost(t testing.TB, cfg Config) *Host {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("slow: real LXD containers (run without -short)")
+	}
 	testenv.RequireLXD(t)
 	c := rawClient(t)
 	t.Cleanup(func() { cleanupInstance(t, c, cfg) })
