@@ -56,8 +56,8 @@ type fakeOp struct {
 }
 
 func (o *fakeOp) AddHandler(func(api.Operation)) (*lxdclient.EventTarget, error) { return nil, nil }
-func (o *fakeOp) Cancel() error                                                   { return nil }
-func (o *fakeOp) Get() api.Operation                                              { return o.op }
+func (o *fakeOp) Cancel() error                                                  { return nil }
+func (o *fakeOp) Get() api.Operation                                             { return o.op }
 func (o *fakeOp) GetWebsocket(string) (*websocket.Conn, error) {
 	return nil, errors.New("no websockets in the fake")
 }
