@@ -1,0 +1,190 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/buildd-agent/buildd-agent/agent"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+)
+
+func newRunCommand() *cobra.Command {
+	var configPath string
+	cmd := &cobra.Command{
+		Use:   "run [--config FILE]",
+		Short: "Run the agent: serve /rpc and /filecache/ until SIGTERM or SIGINT",
+		Long: "Run the agent daemon in the foreground. Without --config it uses the built-in\n" +
+			"configuration (loopback only, state under /var/lib/buildd-agent, or under\n" +
+			"$XDG_STATE_HOME for a user other than root).\n\n" +
+			"SIGTERM or SIGINT stops it gracefully: it stops accepting connections, lets\n" +
+			"calls in flight finish, stops a running build, and exits 0. A second signal\n" +
+			"kills it at once.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(configPath)
+			if err != nil {
+				if printProblems(cmd.ErrOrStderr(), configPath, err) {
+					return errReported
+				}
+				return err
+			}
+			logger := newLogger(cfg.Log, cmd.ErrOrStderr())
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			go func() {
+				// After the first signal the default action is back: a
+				// second one ends the process without waiting.
+				<-ctx.Done()
+				stop()
+			}()
+			if err := runAgent(ctx, cfg, logger); err != nil {
+				logger.Error("agent failed", "error", err)
+				return errReported
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&configPath, "config", "c", "", "configuration file (default: the built-in configuration)")
+	return cmd
+}
+
+// runAgent runs the daemon until ctx ends.
+func runAgent(ctx context.Context, cfg *agent.Config, logger *slog.Logger) error {
+	b := cfg.Builder
+	for _, dir := range []string{b.StateDir, b.FileCacheDir, b.BuildHome} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("cannot create state directory: %w", err)
+		}
+	}
+	// Listen first: a port in use is the most common failure, and nothing
+	// else should have been started when it happens.
+	addr := net.JoinHostPort(b.BindAddress, strconv.Itoa(b.Port))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("cannot listen on %s: %w", addr, err)
+	}
+	defer ln.Close()
+
+	targets, cleanupTargets, err := targetFactories(ctx, cfg, logger)
+	if err != nil {
+		return fmt.Errorf("cannot set up build targets: %w", err)
+	}
+	defer cleanupTargets()
+
+	a, err := agent.New(cfg, agent.Options{Logger: logger, Targets: targets})
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+
+	if b.FileCacheMaxAge.Duration > 0 {
+		go pruneFileCache(ctx, b.FileCacheDir, b.FileCacheMaxAge.Duration, logger)
+	}
+	if b.MetricsAddress != "" {
+		stopMetrics, err := serveMetrics(b.MetricsAddress, logger)
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
+	}
+
+	logger.Info("buildd-agent starting", "version", agent.Version, "address", ln.Addr().String(),
+		"architectures", b.Architectures, "state_dir", b.StateDir, "backends", len(targets))
+	served := make(chan error, 1)
+	go func() { served <- a.Serve(ctx, ln) }()
+	if err := sdNotify("READY=1"); err != nil {
+		logger.Warn("cannot notify systemd", "error", err)
+	}
+	select {
+	case err := <-served:
+		if err != nil {
+			return err
+		}
+	case <-ctx.Done():
+		sdNotify("STOPPING=1")
+		logger.Info("stopping: finishing calls in flight")
+		if err := <-served; err != nil {
+			return err
+		}
+	}
+	logger.Info("stopping: ending any running build")
+	if err := a.Close(); err != nil {
+		return fmt.Errorf("cannot stop the agent cleanly: %w", err)
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+// pruneFileCache removes cached files unused for maxAge, now and daily.
+func pruneFileCache(ctx context.Context, dir string, maxAge time.Duration, logger *slog.Logger) {
+	// A cache of its own for pruning: Prune only looks at complete,
+	// SHA-1-named files, so it cannot disturb the agent's downloads.
+	cache, err := agent.OpenFileCache(dir)
+	if err != nil {
+		logger.Warn("cannot prune the file cache", "error", err)
+		return
+	}
+	defer cache.Close()
+	tick := time.NewTicker(24 * time.Hour)
+	defer tick.Stop()
+	for {
+		if n, err := cache.Prune(maxAge); err != nil {
+			logger.Warn("cannot prune the file cache", "error", err)
+		} else if n > 0 {
+			logger.Info("pruned the file cache", "removed", n, "max_age", maxAge.String())
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// serveMetrics serves Prometheus metrics (Go runtime, process, and whatever
+// the agent registers) on addr.
+func serveMetrics(addr string, logger *slog.Logger) (func(), error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("cannot listen for metrics on %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.Handler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Warn("metrics server failed", "error", err)
+		}
+	}()
+	logger.Info("serving metrics", "address", ln.Addr().String())
+	return func() { srv.Close() }, nil
+}
+
+// sdNotify sends a state to systemd's notification socket if the unit is
+// Type=notify ($NOTIFY_SOCKET set); it does nothing otherwise.
+func sdNotify(state string) error {
+	path := os.Getenv("NOTIFY_SOCKET")
+	if path == "" {
+		return nil
+	}
+	if path[0] == '@' {
+		path = "\x00" + path[1:] // abstract socket
+	}
+	conn, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_, err = conn.Write([]byte(state))
+	return err
+}
