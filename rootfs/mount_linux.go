@@ -275,11 +275,15 @@ func verifyMount(m *Mount, before uint64, flags MountFlags) error {
 }
 
 // Unmount detaches the mount by its descriptor: umount2 of the
-// /proc/thread-self/fd magic link with UMOUNT_NOFOLLOW|MNT_DETACH unmounts
-// the very mount the descriptor is on, whatever path now leads to it.
+// /proc/thread-self/fd magic link with MNT_DETACH unmounts the very mount
+// the descriptor is on, whatever path now leads to it. The magic link must
+// be followed (it is a jump to the descriptor's mount and dentry, not a
+// path walk): with UMOUNT_NOFOLLOW the kernel would act on the /proc link
+// itself and fail with EINVAL. The descriptor must be the mount's root,
+// which the kernel checks (EINVAL otherwise), so nothing else is detached.
 func Unmount(m *Mount) error {
 	err := withProcFd(m.fd, func(p string) error {
-		return unix.Unmount(p, unix.UMOUNT_NOFOLLOW|unix.MNT_DETACH)
+		return unix.Unmount(p, unix.MNT_DETACH)
 	})
 	if err != nil {
 		return &MountError{Step: "umount2(MNT_DETACH)", Path: m.Path, Err: err}
