@@ -1,0 +1,5 @@
+package rootfs
+
+import "syscall"
+
+type syscallStat = syscall.Stat_t
