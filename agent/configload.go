@@ -83,7 +83,13 @@ func ParseConfig(data []byte) (*Config, error) {
 	if err != nil {
 		var pe toml.ParseError
 		if errors.As(err, &pe) {
-			return nil, ConfigErrors{{Key: pe.LastKey, Line: pe.Position.Line, Msg: pe.Message}}
+			line := pe.Position.Line
+			if st := pe.Position.Start; st >= 0 && st <= len(data) {
+				// The parser counts an unexpected newline as on the next
+				// line; the offset says where the problem is.
+				line = 1 + bytes.Count(data[:st], []byte("\n"))
+			}
+			return nil, ConfigErrors{{Key: pe.LastKey, Line: line, Msg: pe.Message}}
 		}
 		return nil, ConfigErrors{{Msg: err.Error()}}
 	}

@@ -1,0 +1,300 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/buildd-agent/buildd-agent/tests/testenv"
+)
+
+// agentBinary is the real buildd-agent, built once for these tests.
+var agentBinary string
+
+const testVersion = "9.9.9-test"
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "buildd-agent-cli-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	agentBinary = filepath.Join(dir, "buildd-agent")
+	build := exec.Command("go", "build", "-o", agentBinary,
+		"-ldflags", "-X github.com/buildd-agent/buildd-agent/agent.Version="+testVersion, ".")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "cannot build buildd-agent:", err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// runAgent runs the binary to completion.
+func runBinary(t *testing.T, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, agentBinary, args...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &exit):
+		code = exit.ExitCode()
+	default:
+		t.Fatalf("cannot run buildd-agent: %v", err)
+	}
+	return o.String(), e.String(), code
+}
+
+func TestVersion(t *testing.T) {
+	out, _, code := runBinary(t, "version")
+	if code != 0 || !strings.HasPrefix(out, "buildd-agent "+testVersion+" (go") {
+		t.Errorf("version: %q, exit %d", out, code)
+	}
+}
+
+func TestConfigCheck(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	bad := write("bad.toml", "[builder]\nport = \"8221\"\nbindhost = \"0.0.0.0\"\n\n[lxd]\nsubnet = \"10.10.10.0/24\"\n")
+	syntax := write("syntax.toml", "[builder\n")
+	example := filepath.Join(testenv.RepoRoot(), "etc", "buildd-agent.toml")
+	tests := []struct {
+		name     string
+		args     []string
+		wantOut  string
+		wantErr  string
+		wantCode int
+	}{
+		{"example passes", []string{"config", "check", example}, "ok\n", "", 0},
+		{"every problem with file and line", []string{"config", "check", bad},
+			bad + ":2: builder.port: wrong type: the value is string, expected integer\n" +
+				bad + ":3: builder.bindhost: unknown key\n" +
+				bad + ":6: lxd.subnet: 10.10.10.0 is the network address; give the bridge's own address, like 10.10.10.1\n",
+			"", 1},
+		{"syntax error", []string{"config", "check", syntax}, syntax + ":1: ", "", 1},
+		{"missing file", []string{"config", "check", filepath.Join(dir, "nope.toml")}, "", "buildd-agent: cannot read configuration: open ", 1},
+		{"no file", []string{"config", "check"}, "", "accepts 1 arg(s), received 0", 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, errOut, code := runBinary(t, tt.args...)
+			if code != tt.wantCode || !strings.HasPrefix(out, tt.wantOut) || (tt.wantOut == "" && out != "") ||
+				!strings.Contains(errOut, tt.wantErr) {
+				t.Errorf("exit %d, stdout %q, stderr %q; want exit %d, stdout %q, stderr containing %q",
+					code, out, errOut, tt.wantCode, tt.wantOut, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestConfigShow(t *testing.T) {
+	out, _, code := runBinary(t, "config", "show")
+	if code != 0 || !strings.Contains(out, "[builder]") || !strings.Contains(out, `file_cache_dir = "`) {
+		t.Errorf("config show: exit %d, %q", code, out)
+	}
+}
+
+// freePort finds a port free on host.
+func freePort(t *testing.T, host string) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// lockedBuffer collects a process's output while the test reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// agentProcess is a running `buildd-agent run`.
+type agentProcess struct {
+	base   string // http://host:port
+	cmd    *exec.Cmd
+	stderr *lockedBuffer
+	exited chan struct{} // closed when it has exited (cmd.ProcessState is then set)
+}
+
+// startAgent starts `buildd-agent run` on a fresh state directory and waits
+// until it answers.
+func startAgent(t *testing.T, host string, extraEnv ...string) *agentProcess {
+	t.Helper()
+	dir := t.TempDir()
+	port := freePort(t, host)
+	config := filepath.Join(dir, "buildd-agent.toml")
+	os.WriteFile(config, fmt.Appendf(nil, "[builder]\nbind_address = %q\nport = %d\nstate_dir = %q\n[log]\nlevel = \"debug\"\n",
+		host, port, filepath.Join(dir, "state")), 0o644)
+	p := &agentProcess{
+		cmd:    exec.Command(agentBinary, "run", "--config", config),
+		stderr: &lockedBuffer{},
+		exited: make(chan struct{}),
+		base:   "http://" + net.JoinHostPort(host, fmt.Sprint(port)),
+	}
+	p.cmd.Env = append(os.Environ(), extraEnv...)
+	p.cmd.Stderr = p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.cmd.Wait(); close(p.exited) }()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.exited
+	})
+	for {
+		conn, err := net.Dial("tcp", net.JoinHostPort(host, fmt.Sprint(port)))
+		if err == nil {
+			conn.Close()
+			return p
+		}
+		select {
+		case <-p.exited:
+			t.Fatalf("buildd-agent exited: %s", p.stderr.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+const statusCall = `<?xml version="1.0"?><methodCall><methodName>status</methodName><params/></methodCall>`
+
+func TestRunServesAndStopsOnSIGTERM(t *testing.T) {
+	// systemd's notification socket, to see READY=1.
+	sockPath := filepath.Join(t.TempDir(), "notify")
+	notify, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sockPath, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer notify.Close()
+
+	// 127.0.0.2: the configured bind address is honoured, not 0.0.0.0.
+	p := startAgent(t, "127.0.0.2", "NOTIFY_SOCKET="+sockPath)
+	base := p.base
+
+	resp, err := http.Post(base+"/rpc", "text/xml", strings.NewReader(statusCall))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !bytes.Contains(body, []byte("BuilderStatus.IDLE")) || !bytes.Contains(body, []byte(testVersion)) {
+		t.Errorf("status() = %s", body)
+	}
+	resp, err = http.Get(base + "/filecache/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("/filecache/ listing: %d", resp.StatusCode)
+	}
+	port := strings.TrimPrefix(base, "http://127.0.0.2:")
+	if conn, err := net.Dial("tcp", "127.0.0.1:"+port); err == nil {
+		conn.Close()
+		t.Errorf("agent bound to 127.0.0.2 answers on 127.0.0.1")
+	}
+
+	buf := make([]byte, 64)
+	notify.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if n, err := notify.Read(buf); err != nil || string(buf[:n]) != "READY=1" {
+		t.Errorf("sd_notify: %q, %v", buf[:n], err)
+	}
+
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.exited:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("buildd-agent did not stop on SIGTERM: %s", p.stderr.String())
+	}
+	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("exit status %d after SIGTERM: %s", code, p.stderr.String())
+	}
+	if !strings.Contains(p.stderr.String(), "msg=stopped") {
+		t.Errorf("no clean stop in the log: %s", p.stderr.String())
+	}
+}
+
+func TestRunRefusesBadConfig(t *testing.T) {
+	config := filepath.Join(t.TempDir(), "bad.toml")
+	os.WriteFile(config, []byte("[builder]\nport = 0\n"), 0o644)
+	_, errOut, code := runBinary(t, "run", "--config", config)
+	if want := config + ":2: builder.port: 0 is not a port number (1 to 65535)\n"; code != 1 || errOut != want {
+		t.Errorf("exit %d, stderr %q; want 1, %q", code, errOut, want)
+	}
+}
+
+func TestRunPortInUse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	dir := t.TempDir()
+	config := filepath.Join(dir, "c.toml")
+	os.WriteFile(config, fmt.Appendf(nil, "[builder]\nport = %d\nstate_dir = %q\n", ln.Addr().(*net.TCPAddr).Port, dir), 0o644)
+	_, errOut, code := runBinary(t, "run", "--config", config)
+	if code != 1 || !strings.Contains(errOut, "cannot listen on 127.0.0.1:") || !strings.Contains(errOut, "address already in use") {
+		t.Errorf("exit %d, stderr %q", code, errOut)
+	}
+}
+
+// The shipped unit passes systemd's own checks.
+func TestSystemdUnit(t *testing.T) {
+	analyze := testenv.RequireCommand(t, "systemd-analyze")
+	unit, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "etc", "buildd-agent.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(unit, []byte("ExecStart=/usr/bin/buildd-agent run --config /etc/buildd-agent/buildd-agent.toml\n")) {
+		t.Errorf("unexpected ExecStart")
+	}
+	// Verify it against the binary built here (the installed path need not exist).
+	local := filepath.Join(t.TempDir(), "buildd-agent.service")
+	os.WriteFile(local, bytes.ReplaceAll(unit, []byte("/usr/bin/buildd-agent"), []byte(agentBinary)), 0o644)
+	out, err := exec.Command(analyze, "verify", local).CombinedOutput()
+	if err != nil || len(bytes.TrimSpace(out)) != 0 {
+		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	}
+}
