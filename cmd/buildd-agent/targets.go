@@ -2,22 +2,56 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 
 	"github.com/buildd-agent/buildd-agent/agent"
 	"github.com/buildd-agent/buildd-agent/builders/target"
+	"github.com/buildd-agent/buildd-agent/lxd"
+	"github.com/buildd-agent/buildd-agent/rootfs"
 )
 
 // targetFactories makes the target backends the agent's managers build in,
 // by backend name ("lxd", "chroot"), and a cleanup function `run` calls at
-// shutdown (after the agent is closed).
+// shutdown (after the agent is closed). Build managers register
+// themselves (builders.Register) in package builders' init, not here.
 //
-// WIRING POINT: the LXD and rootfs (chroot) backends are added here by
-// their owners, e.g. factories["lxd"] = lxdFactory. Until then the map is
-// empty and builds that need a target fail with a clear error from the
-// agent. Build managers register themselves (builders.Register) through
-// blank imports, not here.
+// The LXD backend is set up only when it is the default backend: NewHost
+// talks to the daemon and ensures the bridge, profile and pool, which a
+// chroot-only builder must not need. The chroot backend costs nothing
+// until used and is always offered.
 func targetFactories(ctx context.Context, cfg *agent.Config, logger *slog.Logger) (map[string]target.Factory, func(), error) {
-	factories := map[string]target.Factory{}
-	return factories, func() {}, nil
+	factories := map[string]target.Factory{
+		"chroot": rootfs.NewChrootFactory(rootfs.ChrootConfig{
+			BuildHome: cfg.Builder.BuildHome,
+			IDMapUser: cfg.Chroot.IDMapUser,
+			Logger:    logger,
+		}),
+	}
+	cleanup := func() {}
+	if cfg.Builder.Backend == "lxd" {
+		c := cfg.LXD
+		h, err := lxd.NewHost(ctx, lxd.Config{
+			Socket:        c.Socket,
+			RemoteURL:     c.RemoteURL,
+			Bridge:        c.Bridge,
+			Subnet:        c.Subnet,
+			NAT:           c.NAT,
+			StoragePool:   c.StoragePool,
+			Profile:       c.Profile,
+			Privileged:    c.Privileged,
+			ReadyTimeout:  c.ReadyTimeout.Duration,
+			ImageMaxAge:   c.ImageMaxAge.Duration,
+			ImageMaxCount: c.ImageMaxCount,
+			Instance:      c.Instance,
+			BuildHome:     cfg.Builder.BuildHome,
+			Logger:        logger,
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("cannot set up the LXD backend: %w", err)
+		}
+		factories["lxd"] = h.Factory()
+		cleanup = func() { h.Close() }
+	}
+	return factories, cleanup, nil
 }
