@@ -88,8 +88,17 @@ func newMetrics(state func() string) *metrics {
 		ConstLabels: prometheus.Labels{"version": Version},
 	})
 	info.Set(1)
-	reg.MustRegister(calls, seconds, m.builds, m.duration, m.aborts, m.watchdog, stateGauge, info,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	own := []prometheus.Collector{calls, seconds, m.builds, m.duration, m.aborts, m.watchdog, stateGauge, info}
+	reg.MustRegister(own...)
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Also in the default registry, for a metrics listener that serves
+	// promhttp.Handler(): the first agent of the process wins (the daemon
+	// has one; tests make many).
+	for _, c := range own {
+		if err := prometheus.DefaultRegisterer.Register(c); err != nil {
+			break
+		}
+	}
 	return m
 }
 

@@ -261,10 +261,28 @@ func startAgentE2ELibrarian(t *testing.T, files map[string][]byte) *agentE2ELibr
 	return l
 }
 
+// TestAgentE2E builds the binary once and runs each scenario against a
+// daemon of its own.
+func TestAgentE2E(t *testing.T) {
+	bin := agentE2EBinary(t)
+	for _, sc := range []struct {
+		name string
+		run  func(*testing.T, string)
+	}{
+		{"BuildFlow", agentE2EBuildFlow},
+		{"Results", agentE2EResults},
+		{"Abort", agentE2EAbort},
+		{"PythonClient", agentE2EPythonClient},
+		{"BadInput", agentE2EBadInput},
+	} {
+		t.Run(sc.name, func(t *testing.T) { sc.run(t, bin) })
+	}
+}
+
 var agentE2EArtifact = bytes.Repeat([]byte{0, 1, 2, 253, 254, 255}, 20000)
 
-func TestAgentE2EBuildFlow(t *testing.T) {
-	d := startAgentDaemon(t, agentE2EBinary(t), nil)
+func agentE2EBuildFlow(t *testing.T, bin string) {
+	d := startAgentDaemon(t, bin, nil)
 	chroot := bytes.Repeat([]byte("chroot tarball "), 10000)
 	source := []byte("Source: hello\n")
 	lib := startAgentE2ELibrarian(t, map[string][]byte{"/1/chroot.tar.gz": chroot, "/2/hello.dsc": source, "/3/wrong": []byte("not it")})
@@ -346,8 +364,8 @@ func TestAgentE2EBuildFlow(t *testing.T) {
 	}
 }
 
-func TestAgentE2EResults(t *testing.T) {
-	d := startAgentDaemon(t, agentE2EBinary(t), nil)
+func agentE2EResults(t *testing.T, bin string) {
+	d := startAgentDaemon(t, bin, nil)
 	chroot := []byte("chroot")
 	lib := startAgentE2ELibrarian(t, map[string][]byte{"/c": chroot})
 	d.mustCall(t, "ensurepresent", agentE2ESum(chroot), lib.URL+"/c", lib.user, lib.pass)
@@ -388,8 +406,8 @@ func TestAgentE2EResults(t *testing.T) {
 	}
 }
 
-func TestAgentE2EAbort(t *testing.T) {
-	d := startAgentDaemon(t, agentE2EBinary(t), func(c *agent.Config) { c.Builder.AbortTimeout.Duration = 2 * time.Second })
+func agentE2EAbort(t *testing.T, bin string) {
+	d := startAgentDaemon(t, bin, func(c *agent.Config) { c.Builder.AbortTimeout.Duration = 2 * time.Second })
 	chroot := []byte("chroot")
 	lib := startAgentE2ELibrarian(t, map[string][]byte{"/c": chroot})
 	d.mustCall(t, "ensurepresent", agentE2ESum(chroot), lib.URL+"/c", lib.user, lib.pass)
@@ -407,8 +425,15 @@ func TestAgentE2EAbort(t *testing.T) {
 			if v := d.mustCall(t, "abort"); v != "BuilderStatus.ABORTING" {
 				t.Fatalf("abort = %v", v)
 			}
-			if v := d.mustCall(t, "abort"); v != "BuilderStatus.ABORTING" {
-				t.Fatalf("second abort = %v", v)
+			if tt.ignoreCancel {
+				// Still ABORTING (the manager ignores cancellation): a
+				// repeated abort is a no-op.
+				if v := d.mustCall(t, "abort"); v != "BuilderStatus.ABORTING" {
+					t.Fatalf("second abort = %v", v)
+				}
+				if st := d.status(t); st["builder_status"] != "BuilderStatus.ABORTING" || st["build_id"] != "ABORT-1" || st["logtail"] != nil {
+					t.Errorf("ABORTING status = %v", st)
+				}
 			}
 			st, _ := d.waitFor(t, "BuilderStatus.WAITING")
 			if st["build_status"] != tt.want || st["filemap"] != nil {
@@ -423,9 +448,9 @@ func TestAgentE2EAbort(t *testing.T) {
 	}
 }
 
-func TestAgentE2EPythonClient(t *testing.T) {
+func agentE2EPythonClient(t *testing.T, bin string) {
 	python := testenv.RequireCommand(t, "python3")
-	d := startAgentDaemon(t, agentE2EBinary(t), nil)
+	d := startAgentDaemon(t, bin, nil)
 	chroot := bytes.Repeat([]byte("python chroot\n"), 5000)
 	lib := startAgentE2ELibrarian(t, map[string][]byte{"/chroot": chroot})
 	cmd := exec.Command(python, filepath.Join(testenv.RepoRoot(), "tests", "xmlrpc_client.py"),
@@ -511,8 +536,8 @@ func TestAgentE2EPythonClient(t *testing.T) {
 
 // Bad input for every method over HTTP: a clear fault (or HTTP error), and
 // the builder loses nothing.
-func TestAgentE2EBadInput(t *testing.T) {
-	d := startAgentDaemon(t, agentE2EBinary(t), nil)
+func agentE2EBadInput(t *testing.T, bin string) {
+	d := startAgentDaemon(t, bin, nil)
 	chroot := []byte("chroot")
 	lib := startAgentE2ELibrarian(t, map[string][]byte{"/c": chroot})
 	c := agentE2ESum(chroot)
