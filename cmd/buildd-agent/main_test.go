@@ -164,7 +164,7 @@ func startAgent(t *testing.T, host string, extraEnv ...string) *agentProcess {
 	dir := t.TempDir()
 	port := freePort(t, host)
 	config := filepath.Join(dir, "buildd-agent.toml")
-	os.WriteFile(config, fmt.Appendf(nil, "[builder]\nbind_address = %q\nport = %d\nstate_dir = %q\n[log]\nlevel = \"debug\"\n",
+	os.WriteFile(config, fmt.Appendf(nil, "[builder]\nbind_address = %q\nport = %d\nstate_dir = %q\nbackend = \"chroot\"\n[log]\nlevel = \"debug\"\n",
 		host, port, filepath.Join(dir, "state")), 0o644)
 	p := &agentProcess{
 		cmd:    exec.Command(agentBinary, "run", "--config", config),
@@ -273,7 +273,7 @@ func TestRunPortInUse(t *testing.T) {
 	defer ln.Close()
 	dir := t.TempDir()
 	config := filepath.Join(dir, "c.toml")
-	os.WriteFile(config, fmt.Appendf(nil, "[builder]\nport = %d\nstate_dir = %q\n", ln.Addr().(*net.TCPAddr).Port, dir), 0o644)
+	os.WriteFile(config, fmt.Appendf(nil, "[builder]\nport = %d\nstate_dir = %q\nbackend = \"chroot\"\n", ln.Addr().(*net.TCPAddr).Port, dir), 0o644)
 	_, errOut, code := runBinary(t, "run", "--config", config)
 	if code != 1 || !strings.Contains(errOut, "cannot listen on 127.0.0.1:") || !strings.Contains(errOut, "address already in use") {
 		t.Errorf("exit %d, stderr %q", code, errOut)
