@@ -136,10 +136,12 @@ func (c *Container) Create(ctx context.Context, img target.Image) error {
 		}
 		rev.Add(func() { _ = os.RemoveAll(d) })
 	}
+	t0 := time.Now()
 	fp, err := c.h.ensureImage(ctx, img, c.spec.Series, c.spec.Arch, c.opts.Log)
 	if err != nil {
 		return err
 	}
+	t1 := time.Now()
 	id, err := readHostIdentity(ctx, "/etc")
 	if err != nil {
 		return err
@@ -174,9 +176,11 @@ func (c *Container) Create(ctx context.Context, img target.Image) error {
 		return fmt.Errorf("cannot create container %q: %w", c.name, err)
 	}
 	rev.Add(func() { _ = c.h.deleteContainer(context.Background(), c.name) })
+	t2 := time.Now()
 	if err := c.writeIdentity(id); err != nil {
 		return err
 	}
+	c.h.log.Debug("container created", "container", c.name, "image", t1.Sub(t0), "create", t2.Sub(t1), "identity", time.Since(t2))
 	rev.Success()
 	return nil
 }
@@ -184,41 +188,68 @@ func (c *Container) Create(ctx context.Context, img target.Image) error {
 // writeIdentity writes, through LXD's file API while the container is
 // stopped, what makes it look like the host and keeps services from
 // starting: hostname, hosts, resolv.conf, policy-rc.d and the snapd settings.
+// The files are independent, so they are written concurrently: each file
+// call on a stopped container costs LXD a mount and a helper process.
 func (c *Container) writeIdentity(id hostIdentity) error {
-	hosts, err := c.readFile("/etc/hosts")
-	if err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, target.ErrSymlink) {
-		return err
-	}
-	files := []struct {
+	type file struct {
 		path string
-		data []byte
+		data func() ([]byte, error)
 		mode fs.FileMode
-	}{
-		{"/etc/hosts", containerHosts(hosts, id.hostname, id.fqdn), 0o644},
-		{"/etc/hostname", []byte(id.hostname + "\n"), 0o644},
-		{"/etc/resolv.conf", id.resolvConf, id.resolvMode},
-		{policyRCPath, []byte(policyRC), 0o755},
-		{snapdNoCDNPath, []byte(snapdNoCDN), 0o644},
+		then func() error
 	}
-	for _, f := range files {
-		if err := c.mkdirAll(path.Dir(f.path)); err != nil {
-			return err
-		}
-		if err := c.push(f.path, bytes.NewReader(f.data), 0, 0, f.mode); err != nil {
-			return err
-		}
+	static := func(b []byte) func() ([]byte, error) { return func() ([]byte, error) { return b, nil } }
+	files := []file{
+		{"/etc/hosts", func() ([]byte, error) {
+			hosts, err := c.readFile("/etc/hosts")
+			if err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, target.ErrSymlink) {
+				return nil, err
+			}
+			return containerHosts(hosts, id.hostname, id.fqdn), nil
+		}, 0o644, nil},
+		{"/etc/hostname", static([]byte(id.hostname + "\n")), 0o644, nil},
+		{"/etc/resolv.conf", static(id.resolvConf), id.resolvMode, nil},
+		{policyRCPath, static([]byte(policyRC)), 0o755, nil},
+		// Masked after the drop-in (which creates /etc/systemd/system):
+		// snapd must not refresh snaps in the middle of a build.
+		{snapdNoCDNPath, static([]byte(snapdNoCDN)), 0o644, func() error {
+			if err := c.replaceEntry(snapdRefreshTmr); err != nil {
+				return err
+			}
+			err := c.h.srv.CreateInstanceFile(c.name, snapdRefreshTmr, lxdclient.InstanceFileArgs{
+				Content: strings.NewReader("/dev/null"), Type: "symlink", UID: 0, GID: 0, Mode: 0o777,
+			})
+			if err != nil {
+				return fmt.Errorf("cannot mask %s in container %q: %w", snapdRefreshTmr, c.name, err)
+			}
+			return nil
+		}},
 	}
-	// Masked: snapd must not refresh snaps in the middle of a build.
-	if err := c.replaceEntry(snapdRefreshTmr); err != nil {
-		return err
+	errs := make([]error, len(files))
+	var wg sync.WaitGroup
+	for i, f := range files {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = func() error {
+				data, err := f.data()
+				if err != nil {
+					return err
+				}
+				if err := c.mkdirAll(path.Dir(f.path)); err != nil {
+					return err
+				}
+				if err := c.push(f.path, bytes.NewReader(data), 0, 0, f.mode); err != nil {
+					return err
+				}
+				if f.then != nil {
+					return f.then()
+				}
+				return nil
+			}()
+		}()
 	}
-	err = c.h.srv.CreateInstanceFile(c.name, snapdRefreshTmr, lxdclient.InstanceFileArgs{
-		Content: strings.NewReader("/dev/null"), Type: "symlink", UID: 0, GID: 0, Mode: 0o777,
-	})
-	if err != nil {
-		return fmt.Errorf("cannot mask %s in container %q: %w", snapdRefreshTmr, c.name, err)
-	}
-	return nil
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // fileType asks LXD what is at p: "file", "directory", "symlink" or "" when

@@ -4,7 +4,8 @@
 # - installs LXD (Debian's 5.0 package) and iptables (LXD needs it for a managed bridge);
 # - starts the daemon itself where no systemd runs as PID 1;
 # - creates the "default" dir storage pool and the root disk in the default profile.
-# The agent creates its own bridge (lpbuilddbr0, no NAT) and profile at start.
+# - creates the agent's bridge (lpbuilddbr0, 10.10.10.1/24, no NAT) if missing;
+#   the agent ensures it (and its profile) again at every start.
 set -euo pipefail
 
 need=()
@@ -31,4 +32,11 @@ fi
 lxc storage show default >/dev/null 2>&1 || lxc storage create default dir >/dev/null
 lxc profile device show default 2>/dev/null | grep -q '^root:' \
   || lxc profile device add default root disk path=/ pool=default >/dev/null
+# The agent ensures (and repairs) its bridge at start; creating it here too
+# lets tests that use raw LXD on the bridge run first. Never NAT, no routing
+# outward, no DHCP (containers get static addresses from the host side).
+lxc network show lpbuilddbr0 >/dev/null 2>&1 \
+  || lxc network create lpbuilddbr0 ipv4.address=10.10.10.1/24 ipv4.nat=false \
+       ipv4.routing=false ipv4.dhcp=false ipv6.address=none >/dev/null 2>&1 \
+  || lxc network show lpbuilddbr0 >/dev/null
 echo "lxd ready: $(lxd --version)"
