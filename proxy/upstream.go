@@ -251,10 +251,11 @@ func (up *upstream) dialConnect(ctx context.Context, addr string, clientHeader h
 	return &upstreamConn{Conn: tcp, tcp: tcp, br: br, idle: &up.halfCloseIdle}, nil
 }
 
-// defaultHalfCloseIdle bounds how long a tunnel stays open after its client
-// half-closed while nothing comes back from the server (see CloseWrite).
-// git's upload-pack sends keep-alives every 5 s while it prepares a pack.
-const defaultHalfCloseIdle = 5 * time.Minute
+// defaultHalfCloseIdle is how long a tunnel whose client half-closed stays
+// open while nothing comes back from the server (see CloseWrite). It must
+// exceed git upload-pack's keep-alive interval (uploadpack.keepAlive, 5 s),
+// which it sends while it prepares a pack.
+const defaultHalfCloseIdle = 10 * time.Second
 
 // spliceChunk is how much the server→client direction moves per splice
 // call before it notes progress.
@@ -324,14 +325,14 @@ func (c *upstreamConn) WriteTo(w io.Writer) (int64, error) {
 func (c *upstreamConn) ReadFrom(r io.Reader) (int64, error) { return c.tcp.ReadFrom(r) }
 func (c *upstreamConn) CloseRead() error                    { return c.tcp.CloseRead() }
 
-// CloseWrite does not pass the client's half-close on: squid, the usual
-// upstream, tears the whole tunnel down when its client half-closes, and
-// the server's answer is lost. git does exactly that through
-// GIT_PROXY_COMMAND (socat shuts its write side down after the request
-// and waits for the pack). The tunnel ends when the server has finished,
-// or once nothing came from it for halfCloseIdle: a client that closed
-// for good looks the same as one that half-closed, and a server waiting
-// for the client's end must not hold the tunnel forever.
+// CloseWrite does not pass the client's half-close on at once: squid, the
+// usual upstream, tears the whole tunnel down when its client half-closes,
+// and the server's answer still on its way is lost. git does exactly that
+// through GIT_PROXY_COMMAND: socat shuts its write side down after git's
+// request, then waits for the pack; and git's upload-pack (protocol v2)
+// only exits at the end of its input. So the end of the client's input is
+// passed on (by closing the tunnel) once the server has been quiet for
+// halfCloseIdle, or the tunnel ends earlier when the server closes.
 func (c *upstreamConn) CloseWrite() error {
 	c.halfClosed.Store(true)
 	c.progress()
