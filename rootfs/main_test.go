@@ -16,13 +16,13 @@ const capEffEnv = "ROOTFS_TEST_PRINT_CAPEFF"
 
 func TestMain(m *testing.M) {
 	if os.Getenv(capEffEnv) == "1" {
-		fmt.Println(capEffX())
+		fmt.Println(capEff())
 		os.Exit(0)
 	}
 	os.Exit(m.Run())
 }
 
-func capEffX() string {
+func capEff() string {
 	f, err := os.Open("/proc/self/status")
 	if err != nil {
 		return "error: " + err.Error()

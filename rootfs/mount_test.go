@@ -19,7 +19,7 @@ import (
 // mount namespace: whatever fn mounts, even by mistake, is never seen by
 // the host and vanishes with the thread (which is never unlocked, so it
 // exits with the goroutine).
-func inPrivateMountNS(t *testing.T, fn func()) {
+func inPrivateMountNS(t testing.TB, fn func()) {
 	t.Helper()
 	testenv.RequireRoot(t)
 	errc := make(chan error, 1)

@@ -220,7 +220,7 @@ func nsCopy(req nsRequest, fds []int) error {
 func nsSetup(cfg nsInitConfig) error {
 	// Nothing mounted here may propagate back to the host.
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		return &MountError{Step: "make / private (" + capEff() + ")", Path: "/", Err: err}
+		return &MountError{Step: "make / private", Path: "/", Err: err}
 	}
 	hostRoot, err := OpenRoot(cfg.Root)
 	if err != nil {
@@ -508,14 +508,4 @@ func others() int {
 		}
 	}
 	return n
-}
-
-func capEff() string {
-	b, _ := os.ReadFile("/proc/self/status")
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "CapEff") || strings.HasPrefix(l, "Uid") || strings.HasPrefix(l, "NSpid") {
-			return l
-		}
-	}
-	return ""
 }
