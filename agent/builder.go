@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -263,6 +264,19 @@ func (b *Builder) status() any {
 // "\n" and no trailing newline. Lines end at \n, \r or \r\n, as with
 // Python's bytes.splitlines.
 func statusLogTail(tail []byte) []byte {
+	if bytes.IndexByte(tail, '\r') < 0 {
+		// Only \n line ends (the usual case): the lines after the first,
+		// less one final newline, are a sub-slice; no copy.
+		i := bytes.IndexByte(tail, '\n')
+		if i < 0 {
+			return nil
+		}
+		rest := tail[i+1:]
+		if n := len(rest); n > 0 && rest[n-1] == '\n' {
+			rest = rest[:n-1]
+		}
+		return rest
+	}
 	out := make([]byte, 0, len(tail))
 	first := true
 	for len(tail) > 0 {
