@@ -31,6 +31,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	os.Chmod(dir, 0o755) // TestRunAsUser runs it as nobody
 	agentBinary = filepath.Join(dir, "buildd-agent")
 	build := exec.Command("go", "build", "-o", agentBinary,
 		"-ldflags", "-X github.com/buildd-agent/buildd-agent/agent.Version="+testVersion, ".")
@@ -253,6 +254,67 @@ func TestRunServesAndStopsOnSIGTERM(t *testing.T) {
 	}
 	if !strings.Contains(p.stderr.String(), "msg=stopped") {
 		t.Errorf("no clean stop in the log: %s", p.stderr.String())
+	}
+}
+
+// A user other than root runs the agent with its state under
+// $XDG_STATE_HOME (here: ~/.local/state), and without LXD access.
+func TestRunAsUser(t *testing.T) {
+	testenv.RequireRoot(t)
+	home, err := os.MkdirTemp("", "buildd-agent-home-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(home)
+	const nobody = 65534
+	os.Chmod(home, 0o755)
+	os.Chown(home, nobody, nobody)
+	config := filepath.Join(home, "c.toml")
+	port := freePort(t, "127.0.0.1")
+	os.WriteFile(config, fmt.Appendf(nil, "[builder]\nport = %d\n", port), 0o644)
+	cmd := exec.Command(agentBinary, "run", "--config", config)
+	cmd.Env = []string{"HOME=" + home, "PATH=/usr/bin:/bin"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+	stderr := &lockedBuffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	defer func() { cmd.Process.Kill(); <-exited }()
+	url := fmt.Sprintf("http://127.0.0.1:%d/rpc", port)
+	for {
+		resp, err := http.Post(url, "text/xml", strings.NewReader(statusCall))
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if !bytes.Contains(body, []byte("BuilderStatus.IDLE")) {
+				t.Errorf("status() = %s", body)
+			}
+			break
+		}
+		select {
+		case <-exited:
+			t.Fatalf("buildd-agent exited: %s", stderr.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	state := filepath.Join(home, ".local", "state", "buildd-agent")
+	for _, d := range []string{"filecache", "builds"} {
+		fi, err := os.Stat(filepath.Join(state, d))
+		if err != nil {
+			t.Errorf("state directory: %v", err)
+			continue
+		}
+		if st := fi.Sys().(*syscall.Stat_t); st.Uid != nobody {
+			t.Errorf("%s owned by %d", d, st.Uid)
+		}
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	<-exited
+	if code := cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("exit %d: %s", code, stderr.String())
 	}
 }
 

@@ -75,9 +75,13 @@ func runAgent(ctx context.Context, cfg *agent.Config, logger *slog.Logger) error
 	}
 	defer ln.Close()
 
+	// A backend that cannot be set up (LXD down, or a user without access
+	// to it) does not stop the agent: like launchpad-buildd, it serves, and
+	// the builds that need the backend fail with the reason.
 	targets, cleanupTargets, err := targetFactories(ctx, cfg, logger)
 	if err != nil {
-		return fmt.Errorf("cannot set up build targets: %w", err)
+		logger.Error("build targets unavailable; builds needing them will fail", "error", err)
+		targets, cleanupTargets = nil, func() {}
 	}
 	defer cleanupTargets()
 
