@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -244,15 +245,28 @@ func (t *chrootTarget) Start(ctx context.Context) error {
 		// The namespace must not outlive the agent.
 		Pdeathsig: syscall.SIGKILL,
 	}
-	if err := cmd.Start(); err != nil {
-		child.Close()
+	// Pdeathsig fires when the forking *thread* exits, so the helper is
+	// started and waited for on a thread of its own that lives exactly as
+	// long as the helper (locked, it exits with the goroutine).
+	done := make(chan struct{})
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		err := cmd.Start()
+		started <- err
+		if err == nil {
+			_ = cmd.Wait()
+		}
+		close(done)
+	}()
+	err = <-started
+	child.Close()
+	if err != nil {
 		unix.Close(pair[0])
 		return fmt.Errorf("cannot start chroot %q: %w", t.chroot, err)
 	}
-	child.Close()
-	t.helper, t.ctrl, t.done = cmd, pair[0], make(chan struct{})
-	go func(done chan struct{}) { _ = cmd.Wait(); close(done) }(t.done)
-	rep, err := t.readReply(ctx, t.ctrl, t.opts.ReadyTimeout)
+	t.helper, t.ctrl, t.done = cmd, pair[0], done
+	rep, err := readReplyUntil(ctx, t.ctrl, t.opts.ReadyTimeout, t.done)
 	if err == nil && rep.Error != "" {
 		err = errors.New(rep.Error)
 	}
@@ -278,6 +292,14 @@ func toSysMap(m []IDMap) []syscall.SysProcIDMap {
 // readReply reads one message from a SEQPACKET socket, bounded by ctx and
 // timeout (0 = none).
 func (t *chrootTarget) readReply(ctx context.Context, fd int, timeout time.Duration) (nsReply, error) {
+	t.mu.Lock()
+	helperDone := t.done
+	t.mu.Unlock()
+	return readReplyUntil(ctx, fd, timeout, helperDone)
+}
+
+// readReplyUntil is readReply that also gives up when helperDone closes.
+func readReplyUntil(ctx context.Context, fd int, timeout time.Duration, helperDone <-chan struct{}) (nsReply, error) {
 	type res struct {
 		rep nsReply
 		err error
@@ -317,7 +339,7 @@ func (t *chrootTarget) readReply(ctx context.Context, fd int, timeout time.Durat
 		return nsReply{}, ctx.Err()
 	case <-tc:
 		return nsReply{}, fmt.Errorf("namespace helper not ready after %s", timeout)
-	case <-t.done:
+	case <-helperDone:
 		select {
 		case r := <-ch:
 			return r.rep, r.err

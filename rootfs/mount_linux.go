@@ -182,6 +182,16 @@ func BindMount(src, dst int, flags MountFlags) (*Mount, error) {
 		m.Close()
 		return nil, err
 	}
+	// The new mount must show the source: same inode.
+	var a, b unix.Stat_t
+	if err := unix.Fstat(src, &a); err != nil {
+		return nil, &MountError{Step: "verify: fstat source", Path: name, Err: err}
+	}
+	if err := unix.Fstat(m.fd, &b); err != nil || a.Dev != b.Dev || a.Ino != b.Ino {
+		_ = Unmount(m)
+		m.Close()
+		return nil, &MountError{Step: "verify", Path: name, Err: fmt.Errorf("new mount does not show the source (%v)", err)}
+	}
 	return m, nil
 }
 
