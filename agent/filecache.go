@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -257,16 +258,20 @@ func (c *FileCache) download(sum, rawURL, user, password string) (bool, string) 
 		return false, fmt.Sprintf("%sHTTP Error %d: %s", infoAccessError, resp.StatusCode, reason)
 	}
 	body := io.Reader(resp.Body)
+	var stalled atomic.Bool
 	if c.stall > 0 {
-		body = &stallReader{r: resp.Body, timer: time.AfterFunc(c.stall, cancel), d: c.stall}
-		defer body.(*stallReader).timer.Stop()
+		timer := time.AfterFunc(c.stall, func() { stalled.Store(true); cancel() })
+		defer timer.Stop()
+		body = &stallReader{r: resp.Body, timer: timer, d: c.stall}
 	}
 	_, err = c.write(sum, body)
 	switch {
 	case errors.Is(err, errDigestMismatch):
 		return false, InfoDigestMismatch
-	case err != nil && ctx.Err() != nil:
-		return false, infoAccessError + "download timed out or cancelled: " + err.Error()
+	case err != nil && stalled.Load():
+		return false, fmt.Sprintf("%sdownload stalled: no data for %s", infoAccessError, c.stall)
+	case err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return false, fmt.Sprintf("%sdownload took longer than %s", infoAccessError, c.total)
 	case err != nil:
 		return false, infoAccessError + err.Error()
 	}

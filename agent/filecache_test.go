@@ -312,7 +312,7 @@ func TestEnsurePresentCallerGivesUp(t *testing.T) {
 	}
 }
 
-func TestEnsurePresentStall(t *testing.T) {
+func TestEnsurePresentTimeouts(t *testing.T) {
 	hang := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Length", "100")
@@ -322,13 +322,25 @@ func TestEnsurePresentStall(t *testing.T) {
 	}))
 	defer srv.Close()
 	defer close(hang) // before srv.Close, which waits for the handler
-	c := newTestCache(t, WithDownloadTimeouts(time.Hour, 100*time.Millisecond))
-	p, info := c.EnsurePresent(context.Background(), sha1Hex(nil), srv.URL+"/f", "", "")
-	if p || !strings.HasPrefix(info, "Error accessing Librarian: download timed out") {
-		t.Errorf("got (%v, %q)", p, info)
+	tests := []struct {
+		name         string
+		total, stall time.Duration
+		want         string
+	}{
+		{"stall", time.Hour, 100 * time.Millisecond, "Error accessing Librarian: download stalled: no data for 100ms"},
+		{"total", 150 * time.Millisecond, time.Hour, "Error accessing Librarian: download took longer than 150ms"},
 	}
-	if names := cacheNames(t, c); len(names) != 0 {
-		t.Errorf("stalled download left %v", names)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newTestCache(t, WithDownloadTimeouts(tt.total, tt.stall))
+			p, info := c.EnsurePresent(context.Background(), sha1Hex(nil), srv.URL+"/f", "", "")
+			if p || info != tt.want {
+				t.Errorf("got (%v, %q), want (false, %q)", p, info, tt.want)
+			}
+			if names := cacheNames(t, c); len(names) != 0 {
+				t.Errorf("interrupted download left %v", names)
+			}
+		})
 	}
 }
 
