@@ -457,6 +457,13 @@ func TestAbortingStatusAndRepeat(t *testing.T) {
 	if diff := cmp.Diff(want, tb.status(t)); diff != "" {
 		t.Errorf("ABORTING status (-want +got):\n%s", diff)
 	}
+	v, err := tb.rpc("clean")
+	wantFault(t, v, err, 8002, "clean: the builder is ABORTING")
+	v, err = tb.rpc("build", "B-2", "fake", tb.chroot, map[string]any{}, seriesArgs)
+	wantFault(t, v, err, 8002, "build: the builder is ABORTING, not IDLE")
+	if st := tb.status(t); st["build_id"] != "B-1" {
+		t.Errorf("refused build changed build_id: %v", st)
+	}
 	if _, err := env.NewTarget(context.Background(), "fake", target.Spec{}); err == nil || !strings.Contains(err.Error(), "being aborted") {
 		t.Errorf("NewTarget while aborting: %v", err)
 	}
