@@ -23,8 +23,10 @@ import (
 
 const benchRounds = 2
 
+// benchHost makes a Host with its own Instance: nothing is cached for it.
 func benchHost(b *testing.B, addr int) (*Host, Config, lxdclient.InstanceServer) {
 	cfg := testConfig(b, addr)
+	cfg.Instance = "bench-" + uniqueID()
 	h := newTestHost(b, cfg)
 	return h, cfg, rawClient(b)
 }

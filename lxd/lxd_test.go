@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -35,11 +36,25 @@ func uniqueID() string {
 	return hex.EncodeToString(b)
 }
 
-// testConfig is a Config whose objects belong to this test only.
+// sharedInstance labels the objects of this test process: tests share its
+// cached chroot image (one import per run), and TestMain removes it all.
+var sharedInstance = "test-" + uniqueID()
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if c, err := lxdclient.ConnectLXDUnix("", nil); err == nil {
+		cleanupInstance(c, Config{Instance: sharedInstance})
+		c.Disconnect()
+	}
+	os.Exit(code)
+}
+
+// testConfig is a Config whose containers and profile belong to this test
+// only; its Instance is the process's (see sharedInstance).
 func testConfig(t testing.TB, addr int) Config {
 	id := uniqueID()
 	return Config{
-		Instance:      "test-" + id,
+		Instance:      sharedInstance,
 		NamePrefix:    "t" + id,
 		Profile:       "buildd-agent-test-" + id,
 		Address:       fmt.Sprintf("10.10.10.%d", addr),
@@ -60,20 +75,9 @@ func rawClient(t testing.TB) lxdclient.InstanceServer {
 	return c
 }
 
-// cleanupInstance removes every object labelled with instance, and its profile.
-func cleanupInstance(t testing.TB, c lxdclient.InstanceServer, cfg Config) {
-	insts, _ := c.GetInstances(api.InstanceTypeContainer)
-	for _, inst := range insts {
-		if inst.Config[labelInstance] != cfg.Instance {
-			continue
-		}
-		if op, err := c.UpdateInstanceState(inst.Name, api.InstanceStatePut{Action: "stop", Force: true, Timeout: -1}, ""); err == nil {
-			_ = op.Wait()
-		}
-		if op, err := c.DeleteInstance(inst.Name); err == nil {
-			_ = op.Wait()
-		}
-	}
+// cleanupInstance removes every object labelled with cfg.Instance, and its profile.
+func cleanupInstance(c lxdclient.InstanceServer, cfg Config) {
+	cleanupContainers(c, cfg, "")
 	imgs, _ := c.GetImages()
 	for _, img := range imgs {
 		if img.Properties[labelInstance] != cfg.Instance {
@@ -83,7 +87,29 @@ func cleanupInstance(t testing.TB, c lxdclient.InstanceServer, cfg Config) {
 			_ = op.Wait()
 		}
 	}
-	_ = c.DeleteProfile(cfg.Profile)
+	if cfg.Profile != "" {
+		_ = c.DeleteProfile(cfg.Profile)
+	}
+}
+
+// cleanupContainers removes the containers labelled with cfg.Instance whose
+// names start with prefix, and the profile if prefix is set.
+func cleanupContainers(c lxdclient.InstanceServer, cfg Config, prefix string) {
+	insts, _ := c.GetInstances(api.InstanceTypeContainer)
+	for _, inst := range insts {
+		if inst.Config[labelInstance] != cfg.Instance || !strings.HasPrefix(inst.Name, prefix) {
+			continue
+		}
+		if op, err := c.UpdateInstanceState(inst.Name, api.InstanceStatePut{Action: "stop", Force: true, Timeout: -1}, ""); err == nil {
+			_ = op.Wait()
+		}
+		if op, err := c.DeleteInstance(inst.Name); err == nil {
+			_ = op.Wait()
+		}
+	}
+	if prefix != "" {
+		_ = c.DeleteProfile(cfg.Profile)
+	}
 }
 
 func newTestHost(t testing.TB, cfg Config) *Host {
@@ -93,7 +119,11 @@ func newTestHost(t testing.TB, cfg Config) *Host {
 	}
 	testenv.RequireLXD(t)
 	c := rawClient(t)
-	t.Cleanup(func() { cleanupInstance(t, c, cfg) })
+	if cfg.Instance == sharedInstance {
+		t.Cleanup(func() { cleanupContainers(c, cfg, cfg.NamePrefix+"-") })
+	} else {
+		t.Cleanup(func() { cleanupInstance(c, cfg) })
+	}
 	h, err := NewHost(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("NewHost: %v", err)
@@ -109,6 +139,42 @@ func chrootImage(t testing.TB) target.Image {
 		t.Fatal(err)
 	}
 	return target.Image{Path: p, SHA1: sum, Type: "chroot"}
+}
+
+// tinyImage writes a small image file of the given type ("chroot": a
+// zstd-compressed Launchpad-layout tarball; "lxd": an uncompressed unified
+// image) with unique content, for tests that need containers but never boot
+// them: creating one costs LXD no 250 MB unpack.
+func tinyImage(t testing.TB, typ string) target.Image {
+	t.Helper()
+	unique := uniqueID()
+	var data []byte
+	if typ == "chroot" {
+		data = compress(t, compZstd, chrootTar(t, []member{
+			{name: "chroot-autobuild/", typ: tar.TypeDir},
+			{name: "chroot-autobuild/etc/", typ: tar.TypeDir},
+			{name: "chroot-autobuild/etc/os-release", body: "ID=tiny\nBUILD=" + unique + "\n"},
+			{name: "chroot-autobuild/sbin/", typ: tar.TypeDir},
+			{name: "chroot-autobuild/sbin/init", body: "#!/bin/sh\n"},
+		}))
+	} else {
+		data = chrootTar(t, []member{
+			{name: "metadata.yaml", body: `{"architecture": "x86_64", "creation_date": 1700000000, "properties": {"unique": "` + unique + `"}}` + "\n"},
+			{name: "rootfs/", typ: tar.TypeDir},
+			{name: "rootfs/etc/", typ: tar.TypeDir},
+			{name: "rootfs/sbin/", typ: tar.TypeDir},
+			{name: "rootfs/sbin/init", body: "#!/bin/sh\n"},
+		})
+	}
+	p := filepath.Join(t.TempDir(), "image-"+typ)
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sum, err := fileSHA1(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return target.Image{Path: p, SHA1: sum, Type: typ}
 }
 
 // syncBuffer is a build log safe for concurrent writers.
@@ -470,11 +536,12 @@ func tarOf(t testing.TB, entries []tarEntry) []byte {
 
 // TestFastCleanupAndCache: with fast_cleanup the container stays; the
 // default removes it; the second build on the same chroot skips the import.
+// A tiny zstd chroot keeps it quick (nothing boots here).
 func TestFastCleanupAndCache(t *testing.T) {
 	cfg := testConfig(t, 102)
 	h := newTestHost(t, cfg)
 	ctx := context.Background()
-	img := chrootImage(t)
+	img := tinyImage(t, "chroot")
 	raw := rawClient(t)
 
 	log := newSyncBuffer()
@@ -502,6 +569,11 @@ func TestFastCleanupAndCache(t *testing.T) {
 	}
 	if n := h.Imports(); n != 1 {
 		t.Errorf("second build on the same chroot: %d imports, want 1", n)
+	}
+	// The identity was written into the tiny rootfs, its directories made.
+	var hosts bytes.Buffer
+	if err := def.CopyOut(ctx, "/etc/hosts", &hosts); err != nil || !strings.Contains(hosts.String(), "127.0.1.1\t") {
+		t.Errorf("/etc/hosts: %q %v", hosts.String(), err)
 	}
 	if !strings.Contains(log.String(), "Using cached LXD image") {
 		t.Errorf("log does not say the cache was used:\n%s", log)
@@ -532,8 +604,10 @@ func TestRestartCleanup(t *testing.T) {
 	h := newTestHost(t, cfg)
 	ctx := context.Background()
 	raw := rawClient(t)
+	// A ready LXD image (type "lxd", uploaded unchanged), tiny: nothing boots.
+	img := tinyImage(t, "lxd")
 	c := makeTarget(t, h, target.Spec{BuildID: "3-1", Series: "bookworm", Arch: "amd64"}, io.Discard)
-	if err := c.Create(ctx, chrootImage(t)); err != nil {
+	if err := c.Create(ctx, img); err != nil {
 		t.Fatal(err)
 	}
 	foreign := "foreign-" + uniqueID()
@@ -574,7 +648,37 @@ func TestRestartCleanup(t *testing.T) {
 		t.Errorf("foreign container removed: %v", err)
 	}
 	// The cached image survives: it is the cache.
-	if fp, _ := h2.cachedImage(chrootImage(t).SHA1); fp != alias.Target {
+	if fp, _ := h2.cachedImage(img.SHA1); fp != alias.Target {
 		t.Errorf("cached image %q after restart, want %q", fp, alias.Target)
+	}
+}
+
+// TestPrivileged: Spec.Privileged gives the reference's privileged container
+// (host root, the host's devtmpfs for loop devices), still with the host's
+// identity and the static address.
+func TestPrivileged(t *testing.T) {
+	cfg := testConfig(t, 104)
+	h := newTestHost(t, cfg)
+	ctx := context.Background()
+	log := newSyncBuffer()
+	c := makeTarget(t, h, target.Spec{BuildID: "4-1", Series: "bookworm", Arch: "amd64", Privileged: true}, log)
+	t.Cleanup(func() { _ = c.Stop(ctx); _ = c.Remove(ctx) })
+	if err := c.Create(ctx, chrootImage(t)); err != nil {
+		t.Fatalf("Create: %v\n%s", err, log)
+	}
+	if err := c.Start(ctx); err != nil {
+		t.Fatalf("Start: %v\n%s", err, log)
+	}
+	if m := strings.Join(strings.Fields(output(t, c, "cat", "/proc/self/uid_map")), " "); m != "0 0 4294967295" {
+		t.Errorf("privileged container uid_map %q", m)
+	}
+	if got := output(t, c, "sh", "-c", "test -c /dev/loop-control && echo loop"); got != "loop\n" {
+		t.Errorf("no /dev/loop-control: %q", got)
+	}
+	if got, want := strings.TrimSpace(output(t, c, "hostname")), hostOutput(t, "hostname"); got != want {
+		t.Errorf("hostname = %q, want %q", got, want)
+	}
+	if got := output(t, c, "getcap", "/usr/bin/ping"); !strings.Contains(got, "cap_net_raw=ep") {
+		t.Errorf("getcap /usr/bin/ping = %q", got)
 	}
 }
