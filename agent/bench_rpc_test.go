@@ -36,13 +36,20 @@ func BenchmarkStatusRPC(b *testing.B) {
 	for _, state := range []string{"idle", "building"} {
 		for _, clients := range []int{1, 4, 16} {
 			b.Run(fmt.Sprintf("%s/clients=%d", state, clients), func(b *testing.B) {
-				benchStatus(b, state, clients)
+				benchStatus(b, state, clients, true)
 			})
 		}
 	}
+	// buildd-manager's Twisted xmlrpc.Proxy opens an HTTP/1.0 connection
+	// per call.
+	for _, clients := range []int{1, 16} {
+		b.Run(fmt.Sprintf("idle/conn-per-call/clients=%d", clients), func(b *testing.B) {
+			benchStatus(b, "idle", clients, false)
+		})
+	}
 }
 
-func benchStatus(b *testing.B, state string, clients int) {
+func benchStatus(b *testing.B, state string, clients int, keepAlive bool) {
 	cfg := &Config{}
 	cfg.Builder.Architectures = []string{"amd64"}
 	cfg.Builder.StateDir = b.TempDir()
@@ -83,14 +90,14 @@ func benchStatus(b *testing.B, state string, clients int) {
 	var agentRate, floorRate float64
 	var agentP99, floorP99 time.Duration
 	for range b.N {
-		benchLoad(b, agentURL, reqBody, clients, slice) // warm up connections
-		benchLoad(b, floorURL, reqBody, clients, slice)
+		benchLoad(b, agentURL, reqBody, clients, keepAlive, slice) // warm up connections
+		benchLoad(b, floorURL, reqBody, clients, keepAlive, slice)
 		var agentLat, floorLat []time.Duration
 		var agentTime, floorTime time.Duration
 		for range rounds {
-			l, el := benchLoad(b, agentURL, reqBody, clients, slice)
+			l, el := benchLoad(b, agentURL, reqBody, clients, keepAlive, slice)
 			agentLat, agentTime = append(agentLat, l...), agentTime+el
-			l, el = benchLoad(b, floorURL, reqBody, clients, slice)
+			l, el = benchLoad(b, floorURL, reqBody, clients, keepAlive, slice)
 			floorLat, floorTime = append(floorLat, l...), floorTime+el
 		}
 		agentRate, agentP99 = benchSummary(b, agentLat, agentTime)
@@ -102,7 +109,9 @@ func benchStatus(b *testing.B, state string, clients int) {
 	b.ReportMetric(floorRate, "floor-calls/s")
 	b.ReportMetric(float64(floorP99.Microseconds()), "floor-p99-µs")
 	b.ReportMetric(agentRate/floorRate, "x-floor")
-	b.ReportMetric(agentRate/lpbuilddCallsPerSec[clients], "x-lpbuildd")
+	if keepAlive {
+		b.ReportMetric(agentRate/lpbuilddCallsPerSec[clients], "x-lpbuildd")
+	}
 }
 
 func benchServe(b *testing.B, h http.Handler) (string, func()) {
@@ -120,12 +129,16 @@ func benchServe(b *testing.B, h http.Handler) (string, func()) {
 // taken. The client is a minimal HTTP/1.1 one (pre-built request bytes,
 // Content-Length framing) so that the server, not the client, is what is
 // measured on a small machine where both share the CPUs.
-func benchLoad(b *testing.B, url string, body []byte, clients int, d time.Duration) ([]time.Duration, time.Duration) {
+func benchLoad(b *testing.B, url string, body []byte, clients int, keepAlive bool, d time.Duration) ([]time.Duration, time.Duration) {
 	hostPath := strings.TrimPrefix(url, "http://")
 	slash := strings.IndexByte(hostPath, '/')
 	host, path := hostPath[:slash], hostPath[slash:]
-	req := []byte(fmt.Sprintf("POST %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: Python-xmlrpc/3.11\r\nContent-Type: text/xml\r\nContent-Length: %d\r\n\r\n%s",
-		path, host, len(body), body))
+	proto := "HTTP/1.1"
+	if !keepAlive {
+		proto = "HTTP/1.0"
+	}
+	req := []byte(fmt.Sprintf("POST %s %s\r\nHost: %s\r\nUser-Agent: Python-xmlrpc/3.11\r\nContent-Type: text/xml\r\nContent-Length: %d\r\n\r\n%s",
+		path, proto, host, len(body), body))
 	lat := make([][]time.Duration, clients)
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -134,6 +147,32 @@ func benchLoad(b *testing.B, url string, body []byte, clients int, d time.Durati
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			l := make([]time.Duration, 0, 4096)
+			defer func() { lat[i] = l }()
+			if !keepAlive {
+				buf := make([]byte, 16<<10)
+				for {
+					t0 := time.Now()
+					if t0.After(deadline) {
+						return
+					}
+					conn, err := net.Dial("tcp", host)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					_, err = conn.Write(req)
+					for err == nil {
+						_, err = conn.Read(buf)
+					}
+					conn.Close()
+					if err != io.EOF {
+						b.Error(err)
+						return
+					}
+					l = append(l, time.Since(t0))
+				}
+			}
 			conn, err := net.Dial("tcp", host)
 			if err != nil {
 				b.Error(err)
@@ -141,7 +180,6 @@ func benchLoad(b *testing.B, url string, body []byte, clients int, d time.Durati
 			}
 			defer conn.Close()
 			r := bufio.NewReaderSize(conn, 16<<10)
-			l := make([]time.Duration, 0, 4096)
 			for {
 				t0 := time.Now()
 				if t0.After(deadline) {
@@ -157,7 +195,6 @@ func benchLoad(b *testing.B, url string, body []byte, clients int, d time.Durati
 				}
 				l = append(l, time.Since(t0))
 			}
-			lat[i] = l
 		}()
 	}
 	wg.Wait()

@@ -302,3 +302,32 @@ func TestServeShutdown(t *testing.T) {
 		t.Error("New with no architectures succeeded")
 	}
 }
+
+// buildd-manager's Twisted xmlrpc.Proxy speaks HTTP/1.0, one connection
+// per call: the server must answer and close.
+func TestHTTP10ConnectionPerCall(t *testing.T) {
+	_, srv := newTestAgent(t, nil)
+	body, _ := AppendRequest(nil, "status")
+	for range 3 {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(conn, "POST /rpc HTTP/1.0\r\nUser-Agent: Twisted/XMLRPClib\r\nHost: %s\r\nContent-Type: text/xml\r\nContent-Length: %d\r\n\r\n%s",
+			strings.TrimPrefix(srv.URL, "http://"), len(body), body)
+		conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+		raw, err := io.ReadAll(conn) // until the server closes
+		conn.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		head, payload, ok := strings.Cut(string(raw), "\r\n\r\n")
+		if !ok || !strings.HasPrefix(head, "HTTP/1.0 200 OK") || !strings.Contains(head, "Content-Type: text/xml; charset=utf-8") {
+			t.Fatalf("response head: %q", head)
+		}
+		v, err := DecodeResponse(strings.NewReader(payload))
+		if err != nil || v.(map[string]any)["builder_status"] != BuilderIdle {
+			t.Errorf("status over HTTP/1.0 = %v, %v", v, err)
+		}
+	}
+}
