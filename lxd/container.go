@@ -400,6 +400,10 @@ func (c *Container) waitReady(ctx context.Context) error {
 		if inst.StatusCode == api.Running {
 			break
 		}
+		if inst.StatusCode == api.Stopped || inst.StatusCode == api.Error {
+			// Started and gone again: its init exited or failed.
+			return fmt.Errorf("container %q stopped while booting (status %s); see %s", c.name, inst.Status, "lxc info --show-log "+c.name)
+		}
 		last = "status " + inst.Status
 		if err := sleepCtx(ctx, 100*time.Millisecond); err != nil {
 			return fmt.Errorf("%s (%w)", last, err)

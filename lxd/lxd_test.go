@@ -443,6 +443,19 @@ func TestContainer(t *testing.T) {
 			t.Errorf("getcap /usr/bin/ping = %q", got)
 		}
 	})
+	t.Run("cancel", func(t *testing.T) {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		var out bytes.Buffer
+		_, err := c.Run(cctx, target.Command{Args: []string{"sh", "-c", "echo started; exec sleep 1000"}, Stdout: &out})
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Run with an expiring context: %v", err)
+		}
+		// The process was killed with the context: no sleep is left.
+		if got := output(t, c, "sh", "-c", "for p in /proc/[0-9]*; do cat $p/comm; done | grep -c '^sleep$' || true"); got != "0\n" {
+			t.Errorf("sleep processes left: %q", got)
+		}
+	})
 	t.Run("abort", func(t *testing.T) {
 		done := make(chan error, 1)
 		go func() {
@@ -680,5 +693,33 @@ func TestPrivileged(t *testing.T) {
 	}
 	if got := output(t, c, "getcap", "/usr/bin/ping"); !strings.Contains(got, "cap_net_raw=ep") {
 		t.Errorf("getcap /usr/bin/ping = %q", got)
+	}
+}
+
+// TestStartFailureIsReported: a container that cannot boot makes Start fail
+// within the ready timeout, with the reason in the build log.
+func TestStartFailureIsReported(t *testing.T) {
+	cfg := testConfig(t, 105)
+	h := newTestHost(t, cfg)
+	ctx := context.Background()
+	log := newSyncBuffer()
+	tgt, err := h.Factory()(ctx, target.Spec{BuildID: "5-1", Series: "bookworm", Arch: "amd64"}, target.Options{Log: log, ReadyTimeout: 20 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := tgt.(*Container)
+	t.Cleanup(func() { _ = c.Remove(ctx) })
+	// A rootfs whose init is a script with no shell to run it.
+	if err := c.Create(ctx, tinyImage(t, "lxd")); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	err = c.Start(ctx)
+	if err == nil {
+		t.Fatal("Start succeeded with no init")
+	}
+	t.Logf("Start failed after %s: %v", time.Since(start), err)
+	if !strings.Contains(log.String(), c.Name()) {
+		t.Errorf("the build log does not say why:\n%s", log)
 	}
 }
