@@ -173,8 +173,10 @@ func Start(ctx context.Context, cfg Config) (*Proxy, error) {
 	}
 	p.mask = strings.NewReplacer(pairs...)
 	if cfg.RevocationEndpoint != "" {
+		// A revocation problem never fails a build (as the reference):
+		// warn now, and the revocation itself logs its failure.
 		if err := checkEndpoint(cfg.RevocationEndpoint); err != nil {
-			return nil, fmt.Errorf("cannot start builder proxy: %w", err)
+			p.logger.Warn("builder proxy: the token will not be revoked", "err", p.mask.Replace(err.Error()))
 		}
 	}
 

@@ -274,3 +274,19 @@ func TestGitProxyScript(t *testing.T) {
 		t.Errorf("without http_proxy: %v %q", err, out)
 	}
 }
+
+func TestBadRevocationEndpointIsNotFatal(t *testing.T) {
+	var log bytes.Buffer
+	p, err := Start(context.Background(), Config{
+		Upstream: "http://job:tok3n@127.0.0.1:1", RevocationEndpoint: "ftp://nowhere", ListenAddr: "127.0.0.1:0", Log: &log,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(log.String(), "Revoking proxy token...\nUnable to revoke token for job: invalid revocation endpoint") {
+		t.Errorf("build log: %q", log.String())
+	}
+}
