@@ -42,10 +42,14 @@ func agentE2ESum(b []byte) string {
 
 // agentE2EBinary builds cmd/buildd-agent with the e2etest manager.
 func agentE2EBinary(t *testing.T) string {
+	return agentE2EBuild(t, "e2etest")
+}
+
+func agentE2EBuild(t *testing.T, tags string) string {
 	t.Helper()
 	testenv.RequireCommand(t, "go")
 	bin := filepath.Join(t.TempDir(), "buildd-agent")
-	cmd := exec.Command("go", "build", "-tags", "e2etest", "-o", bin, "./cmd/buildd-agent")
+	cmd := exec.Command("go", "build", "-tags", tags, "-o", bin, "./cmd/buildd-agent")
 	cmd.Dir = testenv.RepoRoot()
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("cannot build buildd-agent: %v\n%s", err, out)
@@ -277,6 +281,17 @@ func TestAgentE2E(t *testing.T) {
 	} {
 		t.Run(sc.name, func(t *testing.T) { sc.run(t, bin) })
 	}
+	t.Run("ShippedBinaryHasNoTestManager", func(t *testing.T) {
+		d := startAgentDaemon(t, agentE2EBuild(t, ""), nil)
+		info := d.mustCall(t, "info").([]any)
+		if strings.Contains(fmt.Sprint(info[2]), "e2etest") {
+			t.Errorf("the shipped binary lists the e2etest manager: %v", info)
+		}
+		v := d.mustCall(t, "build", "B-1", "e2etest", strings.Repeat("0", 40), map[string]any{}, map[string]any{}).([]any)
+		if v[0] != "BuilderStatus.UNKNOWNBUILDER" {
+			t.Errorf("build with the e2etest tag = %v", v)
+		}
+	})
 }
 
 var agentE2EArtifact = bytes.Repeat([]byte{0, 1, 2, 253, 254, 255}, 20000)
