@@ -3,6 +3,7 @@ package rootfs
 import (
 	"archive/tar"
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -107,6 +108,8 @@ func UnpackInRoot(ctx context.Context, r io.Reader, root *Root, opts UnpackOptio
 	}
 	return st, nil
 }
+
+var zeros = make([]byte, 1<<20)
 
 type dirTime struct {
 	path  string
@@ -455,24 +458,55 @@ func (u *unpacker) file(tr *tar.Reader, h *tar.Header, pfd int, base string, uid
 		return fmt.Errorf("member %q: create: %w", h.Name, err)
 	}
 	defer unix.Close(fd)
-	for {
-		n, rerr := tr.Read(u.buf)
-		for off := 0; off < n; {
-			w, err := unix.Write(fd, u.buf[off:n])
-			if err != nil {
-				if err == unix.EINTR {
-					continue
+	// Runs of zeros become holes (lseek) rather than writes: Go's tar
+	// reader expands sparse members, and a hostile one may claim a huge
+	// size. The context is checked as the copy goes.
+	var off int64
+	hole := false
+	for i := 0; ; i++ {
+		n, rerr := io.ReadFull(tr, u.buf)
+		if n > 0 {
+			if n >= 4096 && bytes.Equal(u.buf[:n], zeros[:n]) {
+				if _, err := unix.Seek(fd, int64(n), io.SeekCurrent); err != nil {
+					return fmt.Errorf("member %q: seek: %w", h.Name, err)
 				}
-				return fmt.Errorf("member %q: write: %w", h.Name, err)
+				hole = true
+			} else {
+				for w := 0; w < n; {
+					k, err := unix.Write(fd, u.buf[w:n])
+					if err != nil {
+						if err == unix.EINTR {
+							continue
+						}
+						return fmt.Errorf("member %q: write: %w", h.Name, err)
+					}
+					w += k
+				}
+				hole = false
 			}
-			off += w
+			off += int64(n)
+			u.st.Bytes += int64(n)
 		}
-		u.st.Bytes += int64(n)
-		if rerr == io.EOF {
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+			// ReadFull says ErrUnexpectedEOF for a short last chunk too:
+			// only a short member is an error.
+			if off != h.Size {
+				return fmt.Errorf("member %q: %d of %d bytes: %w", h.Name, off, h.Size, io.ErrUnexpectedEOF)
+			}
 			break
 		}
 		if rerr != nil {
 			return fmt.Errorf("member %q: %w", h.Name, rerr)
+		}
+		if i%64 == 63 {
+			if err := u.ctx.Err(); err != nil {
+				return err
+			}
+		}
+	}
+	if hole {
+		if err := unix.Ftruncate(fd, off); err != nil {
+			return fmt.Errorf("member %q: truncate: %w", h.Name, err)
 		}
 	}
 	if err := unix.Fchown(fd, uid, gid); err != nil {
