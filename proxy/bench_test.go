@@ -63,7 +63,12 @@ type proxyProcess struct {
 
 func startProxyProcess(b *testing.B, upstream string) *proxyProcess {
 	b.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProxyProcess$", "-test.bench=^$")
+	args := []string{"-test.run=^TestHelperProxyProcess$", "-test.bench=^$"}
+	if prof := os.Getenv("BUILDD_PROXY_BENCH_CPUPROFILE"); prof != "" {
+		// Profile the proxy process alone: BUILDD_PROXY_BENCH_CPUPROFILE=/tmp/p.prof
+		args = append(args, "-test.cpuprofile="+prof)
+	}
+	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), "BUILDD_PROXY_HELPER_UPSTREAM="+upstream)
 	cmd.Stderr = os.Stderr
 	stdin, _ := cmd.StdinPipe()
@@ -324,7 +329,6 @@ func TestHelperProxyProcess(t *testing.T) {
 		fmt.Println(memStats())
 	}
 	p.Stop(context.Background())
-	os.Exit(0)
 }
 
 // startRelay forwards every connection to upstream byte for byte (splice
