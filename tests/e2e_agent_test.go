@@ -494,6 +494,7 @@ func agentE2EPythonClient(t *testing.T, bin string) {
 		Files              map[string]map[string]any `json:"files"`
 		BuildLog           string                    `json:"buildlog"`
 		Clean              string                    `json:"clean"`
+		Aborted            map[string]any            `json:"aborted"`
 		Final              map[string]any            `json:"final"`
 	}
 	if err := json.Unmarshal(out, &res); err != nil {
@@ -507,13 +508,18 @@ func agentE2EPythonClient(t *testing.T, bin string) {
 	}
 	check("echo[:3]", res.Echo[:3], []any{"Hello World", 1.0, nil})
 	check("faults", res.Faults, map[string][2]any{
-		"unknown":             {8001.0, "procedure nosuchmethod not found"},
-		"abort_idle":          {8002.0, "abort: the builder is IDLE; only a BUILDING build can be aborted"},
-		"clean_idle":          {8002.0, "clean: the builder is IDLE; only a WAITING builder can be cleaned"},
-		"proxy_info_idle":     {8002.0, "proxy_info: the builder is IDLE: there is no build to report on"},
-		"ensurepresent_arity": {8002.0, "ensurepresent: takes 4 parameters (sha1sum, url, username, password), got 1"},
-		"build_bad_buildid":   {8002.0, "build: parameter 1 (buildid) must be a non-empty string, got an empty string"},
+		"unknown":               {8001.0, "procedure nosuchmethod not found"},
+		"abort_idle":            {8002.0, "abort: the builder is IDLE; only a BUILDING build can be aborted"},
+		"clean_idle":            {8002.0, "clean: the builder is IDLE; only a WAITING builder can be cleaned"},
+		"proxy_info_idle":       {8002.0, "proxy_info: the builder is IDLE: there is no build to report on"},
+		"ensurepresent_arity":   {8002.0, "ensurepresent: takes 4 parameters (sha1sum, url, username, password), got 1"},
+		"build_bad_buildid":     {8002.0, "build: parameter 1 (buildid) must be a non-empty string, got an empty string"},
+		"ensurepresent_url_int": {8002.0, "ensurepresent: parameter 2 (url) must be a string or nil, got int"},
+		"build_args_nil":        {8002.0, "build: parameter 5 (args) must be a struct, got nil"},
+		"build_filemap_list":    {8002.0, "build: parameter 4 (filemap) must be a struct, got array"},
 	})
+	check("aborted", res.Aborted, map[string]any{"builder_status": "BuilderStatus.WAITING", "builder_version": res.Aborted["builder_version"],
+		"build_id": "PYBUILD-1-abort", "build_status": "BuildStatus.ABORTED"})
 	check("ensurepresent", res.EnsurePresent, []any{true, "Download"})
 	check("ensurepresent again", res.EnsurePresentAgain, []any{true, "Cache"})
 	check("ensurepresent no URL", res.EnsurePresentNoURL, []any{false, "No URL"})

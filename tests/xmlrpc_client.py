@@ -127,6 +127,34 @@ def main():
         out["buildlog"] = resp.read().decode("utf-8", "replace")
 
     out["clean"] = proxy.clean()
+
+    # Wrong types from Python, as a buggy master would send them.
+    for name, call in [
+        ("ensurepresent_url_int", lambda: proxy.ensurepresent(chroot_sha1, 1, None, None)),
+        ("build_args_nil", lambda: proxy.build(build_id, "e2etest", chroot_sha1, {}, None)),
+        ("build_filemap_list", lambda: proxy.build(build_id, "e2etest", chroot_sha1, [chroot_sha1], {})),
+    ]:
+        try:
+            call()
+        except xmlrpc.client.Fault as f:
+            faults[name] = [f.faultCode, f.faultString]
+        else:
+            raise AssertionError(name + " did not fault")
+
+    # Abort as buildd-manager does it: abort, then poll until WAITING.
+    res = proxy.build(build_id + "-abort", "e2etest", chroot_sha1, {}, {"series": "noble", "sleep": 600})
+    assert res == ["BuilderStatus.BUILDING", build_id + "-abort"], res
+    assert proxy.abort() == "BuilderStatus.ABORTING"
+    deadline = time.time() + 60
+    while True:
+        status = proxy.status()
+        if status["builder_status"] == "BuilderStatus.WAITING":
+            break
+        assert status["builder_status"] == "BuilderStatus.ABORTING", status
+        assert time.time() < deadline, "abort did not finish"
+        time.sleep(0.05)
+    out["aborted"] = status
+    assert proxy.clean() == "BuilderStatus.IDLE"
     out["final"] = proxy.status()
     json.dump(out, sys.stdout, default=repr, sort_keys=True)
 
