@@ -42,11 +42,12 @@ type BuildLog struct {
 	f         *os.File   // nil after Remove
 	pending   []byte     // the incomplete last line, not yet sanitised
 	masker    secretMasker
-	written   int64 // bytes in the file
-	lastByte  byte  // last byte written to the file
-	truncated bool  // the marker was written
-	err       error // first write error, reported by Flush
-	scratch   []byte
+	written   int64  // bytes in the file
+	lastByte  byte   // last byte written to the file
+	truncated bool   // the marker was written
+	err       error  // first write error, reported by Flush
+	scratch   []byte // reused output buffers
+	clean     []byte
 
 	tailMu sync.Mutex // separate, so that status() never waits on the disk
 	tail   tailRing
@@ -182,7 +183,7 @@ func (l *BuildLog) open() (*os.File, error) { return os.Open(l.path) }
 
 func (l *BuildLog) clearLocked() {
 	l.pending = nil
-	l.scratch = nil
+	l.scratch, l.clean = nil, nil
 	l.masker.reset()
 	l.written = 0
 	l.lastByte = 0
@@ -211,12 +212,16 @@ func (l *BuildLog) process(final bool) {
 		}
 	}
 	if n > 0 || final {
-		clean := SanitizeLines(l.pending[:n])
+		clean := appendSanitized(l.clean[:0], l.pending[:n])
 		out := l.masker.mask(l.scratch[:0], clean, final)
 		l.emit(out)
 		l.scratch = out[:0]
-		if cap(l.scratch) > 4*maxLineHold {
-			l.scratch = nil // a huge single write; do not keep its buffer
+		if len(clean) > 0 && &clean[0] != &l.pending[0] {
+			l.clean = clean[:0]
+		}
+		if cap(l.scratch) > 4*maxLineHold || cap(l.clean) > 4*maxLineHold {
+			// A huge single write: do not keep its buffers.
+			l.scratch, l.clean = nil, nil
 		}
 	}
 	if n == len(l.pending) {

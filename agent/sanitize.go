@@ -27,9 +27,10 @@ var (
 
 // SanitizeLine applies launchpad-buildd's two sanitising rules to one line of
 // a build log (a trailing newline may be included). It returns line itself
-// when nothing matched, so the common case costs two substring searches.
+// when nothing can match, which substring searches decide in most cases
+// without the regular expressions.
 func SanitizeLine(line []byte) []byte {
-	if bytes.Contains(line, schemeSep) {
+	if i := bytes.Index(line, schemeSep); i >= 0 && bytes.IndexByte(line[i:], '@') >= 0 {
 		line = urlCredentials.ReplaceAll(line, []byte("://$2"))
 	}
 	if bytes.Contains(line, proxyAuthToken) {
@@ -42,20 +43,23 @@ func SanitizeLine(line []byte) []byte {
 // (the last line may lack its newline), the way launchpad-buildd's
 // sanitizeBuildlog streams a whole log. Text without "://" or ",proxyauth="
 // is returned as is without being split.
-func SanitizeLines(text []byte) []byte {
+func SanitizeLines(text []byte) []byte { return appendSanitized(nil, text) }
+
+// appendSanitized is SanitizeLines appending to dst; it returns text itself
+// (not dst) when nothing can match.
+func appendSanitized(dst, text []byte) []byte {
 	if !bytes.Contains(text, schemeSep) && !bytes.Contains(text, proxyAuthToken) {
 		return text
 	}
-	out := make([]byte, 0, len(text))
 	for len(text) > 0 {
 		n := bytes.IndexByte(text, '\n') + 1
 		if n == 0 {
 			n = len(text)
 		}
-		out = append(out, SanitizeLine(text[:n])...)
+		dst = append(dst, SanitizeLine(text[:n])...)
 		text = text[n:]
 	}
-	return out
+	return dst
 }
 
 // redactedText replaces every occurrence of a registered secret.
