@@ -3,11 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha1"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -228,6 +230,52 @@ func TestRunServesAndStopsOnSIGTERM(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusNotFound {
 		t.Errorf("/filecache/ listing: %d", resp.StatusCode)
+	}
+
+	// ensurepresent from a librarian with pre-emptive authentication, then
+	// the file served back by the daemon's /filecache/ with a range.
+	content := []byte("chroot tarball bytes")
+	sum := fmt.Sprintf("%x", sha1.Sum(content))
+	lib := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != "" || p != "macaroon" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Write(content)
+	}))
+	defer lib.Close()
+	call := `<?xml version="1.0"?><methodCall><methodName>ensurepresent</methodName><params>` +
+		`<param><value><string>` + sum + `</string></value></param>` +
+		`<param><value><string>` + lib.URL + `/f</string></value></param>` +
+		`<param><value><string></string></value></param>` +
+		`<param><value><string>macaroon</string></value></param></params></methodCall>`
+	resp, err = http.Post(base+"/rpc", "text/xml", strings.NewReader(call))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !bytes.Contains(body, []byte("<boolean>1</boolean>")) || !bytes.Contains(body, []byte("Download")) {
+		t.Errorf("ensurepresent() = %s", body)
+	}
+	req, _ := http.NewRequest("GET", base+"/filecache/"+sum, nil)
+	req.Header.Set("Range", "bytes=7-13")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusPartialContent || string(body) != "tarball" {
+		t.Errorf("GET /filecache/<sha1> with a range: %d %q", resp.StatusCode, body)
+	}
+	resp, err = http.Get(base + "/filecache/buildlog")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/plain; charset=utf-8" {
+		t.Errorf("GET /filecache/buildlog: %d %q", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
 	port := strings.TrimPrefix(base, "http://127.0.0.2:")
 	if conn, err := net.Dial("tcp", "127.0.0.1:"+port); err == nil {
