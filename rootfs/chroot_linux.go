@@ -44,6 +44,9 @@ const (
 	DefaultSubIDCount = 65536
 )
 
+// stopTimeout bounds Stop's wait for the namespace's processes to die.
+const stopTimeout = 2 * time.Minute
+
 // ProxyHost of a chroot: it shares the host's network namespace.
 const chrootProxyHost = "127.0.0.1"
 
@@ -645,8 +648,13 @@ func (t *chrootTarget) stopLocked() error {
 	}
 	pid := t.helper.Process.Pid
 	_ = t.helper.Process.Kill()
-	// The helper is reaped only after every process of its pid namespace.
-	<-t.done
+	// The helper is reaped only after every process of its pid namespace;
+	// a process stuck in the kernel (D state) could hold that up forever.
+	select {
+	case <-t.done:
+	case <-time.After(stopTimeout):
+		return fmt.Errorf("cannot stop chroot %q: processes of namespace helper %d did not exit within %s", t.chroot, pid, stopTimeout)
+	}
 	unix.Close(t.ctrl)
 	t.helper, t.ctrl = nil, -1
 	if n := mountsUnder(t.chroot); n > 0 {
