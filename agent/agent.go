@@ -119,6 +119,7 @@ func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
 		Handler:           a.handler,
 		ReadHeaderTimeout: 30 * time.Second,
+		MaxHeaderBytes:    64 << 10,
 		// No WriteTimeout: ensurepresent legitimately takes as long as
 		// the download does.
 		IdleTimeout: 5 * time.Minute,

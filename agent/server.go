@@ -40,9 +40,28 @@ type rpcHandler struct {
 	maxBody  int64
 	logError func(msg string, args ...any)
 	metrics  *metrics
+	// bodyTimeout bounds reading a request body (bodyReadTimeout if 0).
+	bodyTimeout time.Duration
 }
 
+// bodyReadTimeout bounds reading one request body.
+const bodyReadTimeout = time.Minute
+
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+func getBuffer() *bytes.Buffer {
+	b := bufPool.Get().(*bytes.Buffer)
+	b.Reset()
+	return b
+}
+
+// putBuffer keeps ordinary-sized buffers only: one large request must not
+// pin a megabyte per pooled buffer.
+func putBuffer(b *bytes.Buffer) {
+	if b.Cap() <= 64<<10 {
+		bufPool.Put(b)
+	}
+}
 
 func (h *rpcHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
@@ -51,13 +70,25 @@ func (h *rpcHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.ContentLength > h.maxBody {
+		w.Header().Set("Connection", "close")
 		http.Error(w, fmt.Sprintf("request body larger than %d bytes", h.maxBody), http.StatusRequestEntityTooLarge)
 		return
 	}
-	in := bufPool.Get().(*bytes.Buffer)
-	in.Reset()
-	defer bufPool.Put(in)
-	if _, err := in.ReadFrom(http.MaxBytesReader(w, r.Body, h.maxBody)); err != nil {
+	in := getBuffer()
+	defer putBuffer(in)
+	// A client trickling its body must not hold the connection for ever;
+	// the deadline is lifted once the body is in, because a call (an
+	// ensurepresent download) may legitimately run for a long time.
+	rc := http.NewResponseController(w)
+	timeout := h.bodyTimeout
+	if timeout <= 0 {
+		timeout = bodyReadTimeout
+	}
+	rc.SetReadDeadline(time.Now().Add(timeout))
+	_, err := in.ReadFrom(http.MaxBytesReader(w, r.Body, h.maxBody))
+	if err != nil {
+		// The rest of the body is not worth waiting for.
+		w.Header().Set("Connection", "close")
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			http.Error(w, fmt.Sprintf("request body larger than %d bytes", h.maxBody), http.StatusRequestEntityTooLarge)
@@ -66,10 +97,10 @@ func (h *rpcHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "cannot read request body", http.StatusBadRequest)
 		return
 	}
+	rc.SetReadDeadline(time.Time{})
 
-	out := bufPool.Get().(*bytes.Buffer)
-	out.Reset()
-	defer bufPool.Put(out)
+	out := getBuffer()
+	defer putBuffer(out)
 	out.Write(h.respond(r, in.Bytes(), out.AvailableBuffer()))
 
 	hdr := w.Header()

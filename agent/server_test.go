@@ -331,3 +331,25 @@ func TestHTTP10ConnectionPerCall(t *testing.T) {
 		}
 	}
 }
+
+// A client that stops sending its body half way loses the connection; it
+// does not hold a server goroutine for ever.
+func TestHTTPSlowBody(t *testing.T) {
+	h := &rpcHandler{methods: map[string]method{}, maxBody: 1 << 20, logError: func(string, ...any) {}, bodyTimeout: 100 * time.Millisecond}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /rpc HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n<methodCall>")
+	conn.SetReadDeadline(time.Now().Add(30 * time.Second)) // a safety net, not a timing claim
+	raw, err := io.ReadAll(conn)
+	if err != nil {
+		t.Fatalf("the server kept the stalled connection: %v", err)
+	}
+	if len(raw) > 0 && !strings.HasPrefix(string(raw), "HTTP/1.1 400") {
+		t.Errorf("response to a stalled body: %q", raw)
+	}
+}
