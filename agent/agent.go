@@ -66,7 +66,7 @@ func New(cfg *Config, opts Options) (*Agent, error) {
 		}
 		cacheDir = filepath.Join(cfg.Builder.StateDir, "filecache")
 	}
-	cache, err := OpenFileCache(cacheDir)
+	cache, err := OpenFileCache(cacheDir, WithLogger(logger))
 	if err != nil {
 		return nil, fmt.Errorf("cannot open file cache %q: %w", cacheDir, err)
 	}
@@ -145,11 +145,14 @@ func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 }
 
 // Close stops a running build (its context is cancelled and its targets'
-// processes killed, bounded) and releases the agent. A restarted agent is
+// processes killed, bounded), cancels downloads in flight and closes the
+// build log (which stays in place). A restarted agent is
 // IDLE, as launchpad-buildd is.
 func (a *Agent) Close() error {
+	var err error
 	a.closeOnce.Do(func() {
 		a.builder.shutdown(10 * time.Second)
+		err = errors.Join(a.cache.Close(), a.log.Close())
 	})
-	return nil
+	return err
 }
