@@ -112,10 +112,26 @@ func classify(err error) error {
 		return ErrAuthentication
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return nil
+	case proxyAuthFailed(err):
+		return ErrAuthentication
 	case transient(err):
 		return ErrNetwork
 	}
 	return nil
+}
+
+// proxyAuthFailed recognises the proxy refusing the build's credentials
+// (HTTP 407), which go-git reports as an unexpected status.
+func proxyAuthFailed(err error) bool {
+	var he *githttp.Err
+	var ue *plumbing.UnexpectedError
+	if errors.As(err, &ue) {
+		errors.As(ue.Err, &he)
+	}
+	if he == nil && !errors.As(err, &he) {
+		return false
+	}
+	return he.Response != nil && he.Response.StatusCode == 407
 }
 
 // transient says whether retrying err may help: the network, or the

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"path/filepath"
 	"runtime"
 	"sort"
 	"strings"
@@ -13,11 +14,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/go-git/go-billy/v5/osfs"
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/cache"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/format/index"
 	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/storage/filesystem"
 	"golang.org/x/sys/unix"
 )
 
@@ -25,10 +29,9 @@ import (
 // Worktree.Checkout: every path is created relative to the checkout
 // directory with openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS), so that no
 // symlink (whether the tree made it or not) is ever followed and nothing
-// outside the directory can be touched; files are written by several
-// goroutines while one decodes objects (go-git's object store is not safe
-// for concurrent use); and the index is built from what was written, so
-// `git status` in the build is clean.
+// outside the directory can be touched; files are written in parallel;
+// and the index is built from what was written, so `git status` in the
+// build is clean.
 
 // resolveBeneath: never leave the root, never follow any symlink.
 const resolveBeneath = unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS
@@ -129,19 +132,13 @@ func statEntry(e wtEntry, st *unix.Stat_t) *index.Entry {
 	}
 }
 
-// fileJob is one regular file for a writer goroutine.
-type fileJob struct {
-	e    wtEntry
-	data []byte
-	slot **index.Entry
-}
-
-// maxBuffered is the largest blob passed to writers in memory; bigger ones
-// are streamed by the reader goroutine itself.
-const maxBuffered = 4 << 20
-
 // materialise writes commit c's tree into dir (which holds only .git) and
 // the matching index; it returns the number of entries written.
+//
+// Directories are made first, in order; then files and symlinks are
+// written by several workers, each reading objects through its own object
+// store (go-git's is not safe for concurrent use), so that both inflating
+// deltas and creating files, which the kernel makes costly, run in parallel.
 func materialise(repo *git.Repository, c *object.Commit, dir string) (int, error) {
 	var entries []wtEntry
 	if err := collect(repo, c.TreeHash, "", &entries, 0); err != nil {
@@ -154,94 +151,79 @@ func materialise(repo *git.Repository, c *object.Commit, dir string) (int, error
 	defer unix.Close(root)
 
 	slots := make([]*index.Entry, len(entries))
-	jobs := make(chan fileJob, 64)
+	var files []int
+	for i, e := range entries {
+		switch e.mode {
+		case filemode.Dir, filemode.Submodule:
+			pfd, base, err := openParent(root, e.path)
+			if err != nil {
+				return 0, err
+			}
+			err = unix.Mkdirat(pfd, base, 0o755)
+			unix.Close(pfd)
+			if err != nil {
+				return 0, fmt.Errorf("cannot create directory %q: %w", e.path, err)
+			}
+			if e.mode == filemode.Submodule {
+				// git's index records a gitlink with no stat data of interest.
+				slots[i] = &index.Entry{Hash: e.hash, Name: e.path, Mode: e.mode}
+			}
+		default:
+			files = append(files, i)
+		}
+	}
+
+	workers := 1
+	if len(files) >= 512 {
+		// More workers than CPUs: creating a file mostly waits on the
+		// filesystem (journal, inode allocation).
+		workers = min(8, 2*runtime.GOMAXPROCS(0))
+	}
+	const batch = 64
 	var (
-		wg       sync.WaitGroup
-		errOnce  sync.Once
-		firstErr error
-		failed   atomic.Bool
+		next    atomic.Int64
+		failed  atomic.Bool
+		errOnce sync.Once
+		first   error
+		wg      sync.WaitGroup
 	)
 	fail := func(err error) {
-		errOnce.Do(func() { firstErr = err })
+		errOnce.Do(func() { first = err })
 		failed.Store(true)
 	}
-	workers := max(2, runtime.GOMAXPROCS(0))
-	for range workers {
+	gitDir := filepath.Join(dir, ".git")
+	for w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for j := range jobs {
-				if err := writeFile(root, j.e, j.data, nil, j.slot); err != nil {
-					fail(err)
+			r := repo
+			if w > 0 {
+				st := filesystem.NewStorageWithOptions(osfs.New(gitDir), cache.NewObjectLRU(32*cache.MiByte),
+					filesystem.Options{KeepDescriptors: true})
+				defer st.Close()
+				var err error
+				if r, err = git.Open(st, nil); err != nil {
+					fail(fmt.Errorf("cannot open the repository: %w", err))
+					return
+				}
+			}
+			for !failed.Load() {
+				lo := int(next.Add(batch)) - batch
+				if lo >= len(files) {
+					return
+				}
+				for _, i := range files[lo:min(lo+batch, len(files))] {
+					if err := writeEntry(r, root, entries[i], &slots[i]); err != nil {
+						fail(err)
+						return
+					}
 				}
 			}
 		}()
 	}
-	readErr := func() error {
-		for i, e := range entries {
-			if failed.Load() {
-				return nil
-			}
-			switch e.mode {
-			case filemode.Dir, filemode.Submodule:
-				pfd, base, err := openParent(root, e.path)
-				if err != nil {
-					return err
-				}
-				err = unix.Mkdirat(pfd, base, 0o755)
-				unix.Close(pfd)
-				if err != nil {
-					return fmt.Errorf("cannot create directory %q: %w", e.path, err)
-				}
-				if e.mode == filemode.Submodule {
-					// git's index records a gitlink with no stat data of interest.
-					slots[i] = &index.Entry{Hash: e.hash, Name: e.path, Mode: e.mode}
-				}
-			case filemode.Symlink:
-				b, err := repo.BlobObject(e.hash)
-				if err != nil {
-					return fmt.Errorf("cannot read %q: %w", e.path, err)
-				}
-				target, err := readAll(b, 1<<16)
-				if err != nil {
-					return fmt.Errorf("cannot read %q: %w", e.path, err)
-				}
-				if err := writeSymlink(root, e, string(target), &slots[i]); err != nil {
-					return err
-				}
-			default:
-				b, err := repo.BlobObject(e.hash)
-				if err != nil {
-					return fmt.Errorf("cannot read %q: %w", e.path, err)
-				}
-				if b.Size > maxBuffered {
-					rd, err := b.Reader()
-					if err != nil {
-						return fmt.Errorf("cannot read %q: %w", e.path, err)
-					}
-					err = writeFile(root, e, nil, rd, &slots[i])
-					rd.Close()
-					if err != nil {
-						return err
-					}
-					continue
-				}
-				data, err := readAll(b, maxBuffered)
-				if err != nil {
-					return fmt.Errorf("cannot read %q: %w", e.path, err)
-				}
-				jobs <- fileJob{e, data, &slots[i]}
-			}
-		}
-		return nil
-	}()
-	close(jobs)
 	wg.Wait()
-	if readErr != nil {
-		return 0, readErr
-	}
-	if firstErr != nil {
-		return 0, firstErr
+	if first != nil {
+		return 0, first
 	}
 
 	idx := &index.Index{Version: 2}
@@ -255,6 +237,53 @@ func materialise(repo *git.Repository, c *object.Commit, dir string) (int, error
 		return 0, fmt.Errorf("cannot write the index: %w", err)
 	}
 	return len(entries), nil
+}
+
+// writeEntry writes one file or symlink from its blob.
+func writeEntry(r *git.Repository, root int, e wtEntry, slot **index.Entry) error {
+	b, err := r.BlobObject(e.hash)
+	if err != nil {
+		return fmt.Errorf("cannot read %q: %w", e.path, err)
+	}
+	if e.mode == filemode.Symlink {
+		target, err := readAll(b, 1<<16)
+		if err != nil {
+			return fmt.Errorf("cannot read %q: %w", e.path, err)
+		}
+		return writeSymlink(root, e, string(target), slot)
+	}
+	rd, err := b.Reader()
+	if err != nil {
+		return fmt.Errorf("cannot read %q: %w", e.path, err)
+	}
+	defer rd.Close()
+	return writeFile(root, e, rd, slot)
+}
+
+var (
+	umaskOnce sync.Once
+	umask     uint32
+)
+
+// processUmask reads the umask without changing it (umask(2) would race
+// with other goroutines creating files); unknown means "assume the worst".
+func processUmask() uint32 {
+	umaskOnce.Do(func() {
+		umask = 0o777
+		b, err := os.ReadFile("/proc/self/status")
+		if err != nil {
+			return
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "Umask:"); ok {
+				var u uint32
+				if _, err := fmt.Sscanf(strings.TrimSpace(v), "%o", &u); err == nil {
+					umask = u
+				}
+			}
+		}
+	})
+	return umask
 }
 
 func readAll(b *object.Blob, limit int64) ([]byte, error) {
@@ -274,8 +303,8 @@ func readAll(b *object.Blob, limit int64) ([]byte, error) {
 }
 
 // writeFile creates the regular file e (it must not exist) beneath root
-// from data or rd, and records its index entry in slot.
-func writeFile(root int, e wtEntry, data []byte, rd io.Reader, slot **index.Entry) error {
+// from rd, and records its index entry in slot.
+func writeFile(root int, e wtEntry, rd io.Reader, slot **index.Entry) error {
 	perm := uint32(0o644)
 	if e.mode == filemode.Executable {
 		perm = 0o755
@@ -290,12 +319,8 @@ func writeFile(root int, e wtEntry, data []byte, rd io.Reader, slot **index.Entr
 	}
 	f := os.NewFile(uintptr(fd), e.path)
 	defer f.Close()
-	if rd != nil {
-		_, err = io.Copy(f, rd)
-	} else {
-		_, err = f.Write(data)
-	}
-	if err == nil {
+	_, err = io.Copy(f, rd)
+	if err == nil && perm&processUmask() != 0 {
 		// The umask must not decide what the build sees.
 		err = unix.Fchmod(fd, perm)
 	}

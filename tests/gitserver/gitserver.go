@@ -352,6 +352,17 @@ func (r *Repo) AddSubmodule(t testing.TB, url, path string) {
 	r.Git(t, "-c", "protocol.file.allow=always", "submodule", "add", "-q", url, path)
 }
 
+// AddSubmoduleAt records a submodule at path with url and commit sha
+// without cloning it (the URL need not work: a broken submodule) and
+// stages it; Commit afterwards.
+func (r *Repo) AddSubmoduleAt(t testing.TB, url, path, sha string) {
+	t.Helper()
+	r.Git(t, "config", "-f", ".gitmodules", "submodule."+path+".path", path)
+	r.Git(t, "config", "-f", ".gitmodules", "submodule."+path+".url", url)
+	r.Git(t, "update-index", "--add", "--cacheinfo", "160000,"+sha+","+path)
+	r.Git(t, "add", ".gitmodules")
+}
+
 // SetSubmoduleURL rewrites a submodule's URL in .gitmodules (to break it,
 // say) and stages the change; Commit afterwards.
 func (r *Repo) SetSubmoduleURL(t testing.TB, path, url string) {
@@ -458,6 +469,11 @@ func Git(t testing.TB, dir string, args ...string) string {
 		t.Fatalf("%v", err)
 	}
 	return out
+}
+
+// GitOutput is Git without a test: it returns the error instead.
+func GitOutput(dir string, args ...string) (string, error) {
+	return gitOut(dir, nil, args...)
 }
 
 func gitStdin(t testing.TB, dir, stdin string, args ...string) string {
