@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"reflect"
 	"sort"
 	"strconv"
 	"strings"
@@ -725,6 +726,60 @@ func appendValue(buf []byte, v any, depth int) ([]byte, error) {
 			}
 		}
 		return append(buf, "</struct></value>\n"...), nil
+	}
+	return appendReflect(buf, v, depth)
+}
+
+// appendReflect serialises the other Go values a manager may put in its
+// status extras: integer and float kinds, slices and arrays, and maps with
+// string keys (sorted, like map[string]any).
+func appendReflect(buf []byte, v any, depth int) ([]byte, error) {
+	rv := reflect.ValueOf(v)
+	switch rv.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return appendInt(buf, rv.Int()), nil
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		if rv.Uint() > math.MaxInt64 {
+			return nil, fmt.Errorf("cannot serialize %d: out of range", rv.Uint())
+		}
+		return appendInt(buf, int64(rv.Uint())), nil
+	case reflect.Float32:
+		return appendValue(buf, rv.Float(), depth)
+	case reflect.String:
+		return appendValue(buf, rv.String(), depth)
+	case reflect.Bool:
+		return appendValue(buf, rv.Bool(), depth)
+	case reflect.Slice, reflect.Array:
+		if rv.Kind() == reflect.Slice && rv.IsNil() {
+			return appendValue(buf, nil, depth)
+		}
+		buf = append(buf, "<value><array><data>\n"...)
+		for i := range rv.Len() {
+			var err error
+			if buf, err = appendValue(buf, rv.Index(i).Interface(), depth+1); err != nil {
+				return nil, err
+			}
+		}
+		return append(buf, "</data></array></value>\n"...), nil
+	case reflect.Map:
+		if rv.Type().Key().Kind() != reflect.String {
+			break
+		}
+		keys := rv.MapKeys()
+		sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
+		buf = append(buf, "<value><struct>\n"...)
+		for _, k := range keys {
+			var err error
+			if buf, err = appendMember(buf, k.String(), rv.MapIndex(k).Interface(), depth); err != nil {
+				return nil, err
+			}
+		}
+		return append(buf, "</struct></value>\n"...), nil
+	case reflect.Pointer, reflect.Interface:
+		if rv.IsNil() {
+			return appendValue(buf, nil, depth)
+		}
+		return appendValue(buf, rv.Elem().Interface(), depth)
 	}
 	return nil, fmt.Errorf("cannot serialize %T", v)
 }

@@ -75,9 +75,46 @@ func TestEncodeGolden(t *testing.T) {
 	})
 }
 
+// Managers may report status extras in ordinary Go types.
+func TestEncodeGoTypes(t *testing.T) {
+	type name string
+	n := 5
+	v := map[string]any{
+		"ints":   []any{int8(-1), uint16(2), uint64(3), int32(4), &n},
+		"float":  float32(0.5),
+		"named":  name("x"),
+		"jobs":   []map[string]string{{"a": "b"}},
+		"nested": map[string][]int{"k": {1, 2}},
+		"nilptr": (*int)(nil),
+		"nilsl":  []string(nil),
+		"arr":    [2]bool{true, false},
+	}
+	doc, err := AppendResponse(nil, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := DecodeResponse(bytes.NewReader(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{
+		"ints":   []any{int64(-1), int64(2), int64(3), int64(4), int64(5)},
+		"float":  0.5,
+		"named":  "x",
+		"jobs":   []any{map[string]any{"a": "b"}},
+		"nested": map[string]any{"k": []any{int64(1), int64(2)}},
+		"nilptr": nil,
+		"nilsl":  []any{},
+		"arr":    []any{true, false},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
 func TestEncodeErrors(t *testing.T) {
 	for _, v := range []any{math.NaN(), math.Inf(1), struct{}{}, []any{make(chan int)},
-		map[string]any{"x": uint8(1)}, time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)} {
+		map[string]any{"x": uint64(math.MaxUint64)}, map[int]string{1: "x"}, time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)} {
 		if _, err := AppendResponse(nil, v); err == nil {
 			t.Errorf("AppendResponse(%#v) succeeded, want an error", v)
 		}
