@@ -168,9 +168,15 @@ func resolveFollow(rootfd int, path string) (int, error) {
 		}
 		return fd, nil
 	}
-	root := os.NewFile(uintptr(rootfd), "root")
+	// An *os.File closes its descriptor when collected: give it a copy,
+	// never the caller's rootfd.
+	dup, err := unix.FcntlInt(uintptr(rootfd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return -1, &os.PathError{Op: "resolve in root", Path: path, Err: err}
+	}
+	root := os.NewFile(uintptr(dup), "root")
 	f, err := pathrs.OpenatInRoot(root, rel)
-	// root does not own rootfd: keep it open.
+	root.Close()
 	if err != nil {
 		return -1, &os.PathError{Op: "resolve in root", Path: path, Err: err}
 	}
