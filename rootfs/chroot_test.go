@@ -220,8 +220,20 @@ func TestChrootTarget(t *testing.T) {
 	}
 	cancel()
 
+	mntNS, err := os.Readlink("/proc/" + strconv.Itoa(helperPid) + "/ns/mnt")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := tg.Stop(ctx); err != nil {
 		t.Fatal(err)
+	}
+	// No process is left in the target's mount namespace, so it and all
+	// its mounts are gone.
+	procs, _ := filepath.Glob("/proc/[0-9]*/ns/mnt")
+	for _, p := range procs {
+		if l, err := os.Readlink(p); err == nil && l == mntNS {
+			t.Errorf("%s is still in the target's mount namespace %s", p, mntNS)
+		}
 	}
 	if err := unix.Kill(helperPid, 0); err != unix.ESRCH {
 		t.Errorf("helper pid %d still exists after Stop: %v", helperPid, err)
@@ -235,7 +247,6 @@ func TestChrootTarget(t *testing.T) {
 	if _, err := os.Stat(ct.dir); !os.IsNotExist(err) {
 		t.Errorf("build dir remains: %v", err)
 	}
-	_ = strconv.Itoa
 }
 
 func hasMountPoint(mountinfo, mp string) bool {
