@@ -160,11 +160,14 @@ type agentProcess struct {
 	exited chan struct{} // closed when it has exited (cmd.ProcessState is then set)
 }
 
-// startAgent starts `buildd-agent run` on a fresh state directory and waits
-// until it answers.
-func startAgent(t *testing.T, host string, extraEnv ...string) *agentProcess {
+// startAgent starts `buildd-agent run` on a fresh state directory (which
+// prepare, if set, may fill first) and waits until it answers.
+func startAgent(t *testing.T, host string, prepare func(stateDir string), extraEnv ...string) *agentProcess {
 	t.Helper()
 	dir := t.TempDir()
+	if prepare != nil {
+		prepare(filepath.Join(dir, "state"))
+	}
 	port := freePort(t, host)
 	config := filepath.Join(dir, "buildd-agent.toml")
 	os.WriteFile(config, fmt.Appendf(nil, "[builder]\nbind_address = %q\nport = %d\nstate_dir = %q\nbackend = \"chroot\"\n[log]\nlevel = \"debug\"\n",
@@ -211,7 +214,7 @@ func TestRunServesAndStopsOnSIGTERM(t *testing.T) {
 	defer notify.Close()
 
 	// 127.0.0.2: the configured bind address is honoured, not 0.0.0.0.
-	p := startAgent(t, "127.0.0.2", "NOTIFY_SOCKET="+sockPath)
+	p := startAgent(t, "127.0.0.2", nil, "NOTIFY_SOCKET="+sockPath)
 	base := p.base
 
 	resp, err := http.Post(base+"/rpc", "text/xml", strings.NewReader(statusCall))
@@ -363,6 +366,37 @@ func TestRunAsUser(t *testing.T) {
 	<-exited
 	if code := cmd.ProcessState.ExitCode(); code != 0 {
 		t.Errorf("exit %d: %s", code, stderr.String())
+	}
+}
+
+// At start the daemon removes cached files unused for file_cache_max_age
+// (48h by default) and temporary files a killed agent left.
+func TestRunPrunesFileCache(t *testing.T) {
+	old := strings.Repeat("a", 40)
+	fresh := strings.Repeat("b", 40)
+	var cacheDir string
+	p := startAgent(t, "127.0.0.1", func(state string) {
+		cacheDir = filepath.Join(state, "filecache")
+		os.MkdirAll(cacheDir, 0o755)
+		for _, name := range []string{old, fresh, ".partial-123"} {
+			os.WriteFile(filepath.Join(cacheDir, name), []byte(name), 0o644)
+		}
+		past := time.Now().Add(-72 * time.Hour)
+		os.Chtimes(filepath.Join(cacheDir, old), past, past)
+	})
+	// Pruning runs beside serving: wait for it (bounded).
+	for i := 0; ; i++ {
+		if _, err := os.Stat(filepath.Join(cacheDir, old)); os.IsNotExist(err) {
+			break
+		}
+		if i > 3000 {
+			t.Fatalf("old cache file not pruned: %s", p.stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	entries, _ := os.ReadDir(cacheDir)
+	if len(entries) != 1 || entries[0].Name() != fresh {
+		t.Errorf("file cache after start: %v", entries)
 	}
 }
 

@@ -85,6 +85,15 @@ func runAgent(ctx context.Context, cfg *agent.Config, logger *slog.Logger) error
 	}
 	defer cleanupTargets()
 
+	// A cache of its own for pruning, opened before the agent's: opening
+	// removes temporary files, which must not be those of downloads in
+	// flight. Prune only looks at complete, SHA-1-named files.
+	pruneCache, err := agent.OpenFileCache(b.FileCacheDir)
+	if err != nil {
+		return fmt.Errorf("cannot open file cache: %w", err)
+	}
+	defer pruneCache.Close()
+
 	a, err := agent.New(cfg, agent.Options{Logger: logger, Targets: targets})
 	if err != nil {
 		return err
@@ -92,7 +101,7 @@ func runAgent(ctx context.Context, cfg *agent.Config, logger *slog.Logger) error
 	defer a.Close()
 
 	if b.FileCacheMaxAge.Duration > 0 {
-		go pruneFileCache(ctx, b.FileCacheDir, b.FileCacheMaxAge.Duration, logger)
+		go pruneFileCache(ctx, pruneCache, b.FileCacheMaxAge.Duration, logger)
 	}
 	if b.MetricsAddress != "" {
 		stopMetrics, err := serveMetrics(b.MetricsAddress, logger)
@@ -130,15 +139,7 @@ func runAgent(ctx context.Context, cfg *agent.Config, logger *slog.Logger) error
 }
 
 // pruneFileCache removes cached files unused for maxAge, now and daily.
-func pruneFileCache(ctx context.Context, dir string, maxAge time.Duration, logger *slog.Logger) {
-	// A cache of its own for pruning: Prune only looks at complete,
-	// SHA-1-named files, so it cannot disturb the agent's downloads.
-	cache, err := agent.OpenFileCache(dir)
-	if err != nil {
-		logger.Warn("cannot prune the file cache", "error", err)
-		return
-	}
-	defer cache.Close()
+func pruneFileCache(ctx context.Context, cache *agent.FileCache, maxAge time.Duration, logger *slog.Logger) {
 	tick := time.NewTicker(24 * time.Hour)
 	defer tick.Stop()
 	for {
