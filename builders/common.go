@@ -429,13 +429,14 @@ type ContainerBuild struct {
 	// ProxyEnv is Proxy.Env() once the proxy runs.
 	ProxyEnv []string
 
-	progress    ProgressFunc
-	step, steps int
-	proxyOnce   sync.Once
+	progress  ProgressFunc
+	phases    []string
+	proxyOnce sync.Once
 }
 
-// NewContainerBuild prepares a build; progress may be nil.
-func NewContainerBuild(env *Env, req Request, common CommonArgs, progress ProgressFunc, steps int) *ContainerBuild {
+// NewContainerBuild prepares a build; progress may be nil. phases names
+// the manager's phases in order, for the progress reporter.
+func NewContainerBuild(env *Env, req Request, common CommonArgs, progress ProgressFunc, phases []string) *ContainerBuild {
 	arch := common.ArchTag
 	if arch == "" {
 		arch = env.Config.Arch
@@ -452,7 +453,7 @@ func NewContainerBuild(env *Env, req Request, common CommonArgs, progress Progre
 			FastCleanup: common.FastCleanup,
 		},
 		progress: progress,
-		steps:    steps,
+		phases:   phases,
 	}
 }
 
@@ -461,12 +462,19 @@ func (b *ContainerBuild) Logf(format string, a ...any) {
 	fmt.Fprintf(b.Log, format+"\n", a...)
 }
 
-// Phase announces the next phase to the progress reporter.
+// Phase announces a phase (one of those given to NewContainerBuild) to the
+// progress reporter; skipped phases simply are not announced.
 func (b *ContainerBuild) Phase(name string) {
-	b.step++
-	if b.progress != nil {
-		b.progress(b.step, b.steps, name)
+	if b.progress == nil {
+		return
 	}
+	for i, p := range b.phases {
+		if p == name {
+			b.progress(i+1, len(b.phases), name)
+			return
+		}
+	}
+	b.progress(len(b.phases), len(b.phases), name)
 }
 
 // AddSecret masks s in the build log from now on.
@@ -551,7 +559,8 @@ func (b *ContainerBuild) Run(ctx context.Context, failStatus BuildStatus, cmd ta
 		return &Failure{Status: BuildAborted, Err: fmt.Errorf("%s interrupted by abort", cmd.Args[0])}
 	}
 	if code != 0 {
-		return Fail(failStatus, "%s failed with exit status %d", QuoteArgs(cmd.Args), code)
+		// QuoteArgs keeps the reference's trailing space after a lone argv[0].
+		return Fail(failStatus, "%s failed with exit status %d", strings.TrimSuffix(QuoteArgs(cmd.Args), " "), code)
 	}
 	return nil
 }

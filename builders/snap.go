@@ -142,8 +142,9 @@ func (m *SnapManager) SetProgress(f ProgressFunc) { m.progress = f }
 // ProxyInfo implements Manager: the fetch service is never used.
 func (m *SnapManager) ProxyInfo() (bool, string) { return false, m.args.RevocationEndpoint }
 
-// snapPhases is the number of phases SetProgress is told about.
-const snapPhases = 8
+// snapPhases are the phases SetProgress is told about.
+var snapPhases = []string{"start target", "install", "fetch source", "snapcraft pull",
+	"snapcraft build", "stop proxy", "gather results", "clean up"}
 
 // ImageInfo is SNAPCRAFT_IMAGE_INFO: json.dumps(…, sort_keys=True).
 func (a SnapArgs) ImageInfo() string {

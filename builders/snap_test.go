@@ -185,8 +185,8 @@ func TestSnapHappyPath(t *testing.T) {
 	var phases []string
 	args := baseArgs()
 	ft, fe, res := runSnap(t, args, nil, func(step, total int, phase string) {
-		if total != snapPhases || step != len(phases)+1 {
-			t.Errorf("step %d of %d, want %d of %d", step, total, len(phases)+1, snapPhases)
+		if total != len(snapPhases) || step != len(phases)+1 {
+			t.Errorf("step %d of %d, want %d of %d", step, total, len(phases)+1, len(snapPhases))
 		}
 		phases = append(phases, phase)
 	})

@@ -42,6 +42,7 @@ const (
 	snapE2EArch   = "amd64"
 	// snapE2EInstance labels the LXD objects of these tests' agents.
 	snapE2EInstance = "snape2e"
+	snapE2EProfile  = "buildd-agent-snape2e"
 	snapE2EUser     = "snapbuilder"
 	snapE2EPass     = "pr0xy-s3cret-t0ken"
 )
@@ -232,12 +233,13 @@ bridge = "lpbuilddbr0"
 subnet = "10.10.10.1/24"
 nat = false
 storage_pool = "default"
+profile = %q
 privileged = false
 ready_timeout = "120s"
 %s
 [log]
 level = "debug"
-`, snapE2EArch, port, dir, proxyPort, snapE2ELXDExtra)
+`, snapE2EArch, port, dir, proxyPort, snapE2EProfile, snapE2ELXDExtra)
 	p := filepath.Join(dir, "buildd-agent.toml")
 	if err := os.WriteFile(p, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
@@ -273,8 +275,9 @@ func startSnapAgent(t testing.TB) *snapAgent {
 		if t.Failed() {
 			t.Logf("agent output:\n%s", a.output.String())
 		}
-		// Whatever happened, leave no container behind.
+		// Whatever happened, leave no container (nor our profile) behind.
 		exec.Command("lxc", "delete", "--force", snapE2EContainer()).Run()
+		exec.Command("lxc", "profile", "delete", snapE2EProfile).Run()
 	})
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -501,7 +504,8 @@ func TestSnapE2EFromTag(t *testing.T) {
 }
 
 // TestSnapE2EBranchWithSourceTarball builds a branch and checks the source
-// tarball: sorted members, all 0/0, no VCS files.
+// tarball (sorted members, all 0/0, no VCS files), the early token
+// revocation, and fast_cleanup leaving the container.
 func TestSnapE2EBranchWithSourceTarball(t *testing.T) {
 	f := newSnapFixture(t)
 	f.repo.WriteFile(t, "snap/snapcraft.yaml", f.snapcraftYAML("0.1"))
@@ -518,6 +522,7 @@ func TestSnapE2EBranchWithSourceTarball(t *testing.T) {
 	args := f.buildArgs("feature")
 	args["build_source_tarball"] = true
 	args["disable_proxy_after_pull"] = true
+	args["fast_cleanup"] = true
 	delete(args, "target_architectures")
 	a.startBuild(t, f, "SNAPBUILD-2", args)
 	st := a.waitState(t, "BuilderStatus.WAITING", 10*time.Minute)
@@ -571,7 +576,18 @@ func TestSnapE2EBranchWithSourceTarball(t *testing.T) {
 	if revs := f.revoked(); len(revs) != 1 {
 		t.Errorf("revocations = %q, want exactly one", revs)
 	}
+	// fast_cleanup: the container is left as it was, for the machine to be
+	// thrown away; here the test removes it.
+	if !strings.Contains(log, "fast_cleanup: skipping teardown\n") {
+		t.Errorf("log lacks the fast_cleanup line")
+	}
+	if !snapContainerExists(snapE2EContainer()) {
+		t.Errorf("fast_cleanup, yet the container is gone")
+	}
 	a.call(t, "clean")
+	if err := exec.Command("lxc", "delete", "--force", snapE2EContainer()).Run(); err != nil {
+		t.Errorf("cannot delete the container left by fast_cleanup: %v", err)
+	}
 }
 
 func snapContains(list []string, s string) bool {
@@ -596,9 +612,10 @@ func TestSnapE2EFailures(t *testing.T) {
 		want   string
 		log    string
 	}{
-		{name: "snapcraft exits 1", yaml: []string{"standin-fail-build: 1"}, want: "BuildStatus.PACKAGEFAIL", log: "Build failed: snapcraft failed with exit status 1"},
-		{name: "pull exits 201", yaml: []string{"standin-fail-pull: 201"}, want: "BuildStatus.PACKAGEFAIL", log: "Build failed: snapcraft pull failed with exit status 201"},
-		{name: "unknown ref", path: "refs/tags/nope", want: "BuildStatus.PACKAGEFAIL", log: "Build failed: cannot check out"},
+		// PACKAGEFAIL: the snap's own build fails (the other exit codes and
+		// phases map the same way; builders' unit tests cover each).
+		{name: "snapcraft exits 201", yaml: []string{"standin-fail-build: 201"}, want: "BuildStatus.PACKAGEFAIL", log: "Build failed: snapcraft failed with exit status 201"},
+		// BUILDERFAIL: the builder cannot offer its proxy.
 		{name: "proxy port taken", occupy: true, want: "BuildStatus.BUILDERFAIL", log: "cannot start the builder proxy"},
 	}
 	for i, tc := range cases {
@@ -675,33 +692,6 @@ func TestSnapE2EAbort(t *testing.T) {
 	a.call(t, "clean")
 }
 
-// TestSnapE2EFastCleanup leaves the container behind, as asked.
-func TestSnapE2EFastCleanup(t *testing.T) {
-	f := newSnapFixture(t)
-	f.repo.WriteFile(t, "snap/snapcraft.yaml", f.snapcraftYAML("4.0"))
-	f.repo.Commit(t, "fast")
-	a := startSnapAgent(t)
-	a.ensureChroot(t, f)
-	args := f.buildArgs("")
-	args["fast_cleanup"] = true
-	a.startBuild(t, f, "SNAPFAST-1", args)
-	st := a.waitState(t, "BuilderStatus.WAITING", 10*time.Minute)
-	log := string(a.fetch(t, "buildlog"))
-	if st["build_status"] != "BuildStatus.OK" {
-		t.Fatalf("build_status = %v; log:\n%s", st["build_status"], log)
-	}
-	if !strings.Contains(log, "fast_cleanup: skipping teardown\n") {
-		t.Errorf("log lacks the fast_cleanup line")
-	}
-	if !snapContainerExists(snapE2EContainer()) {
-		t.Errorf("fast_cleanup, yet the container is gone")
-	}
-	a.call(t, "clean")
-	if err := exec.Command("lxc", "delete", "--force", snapE2EContainer()).Run(); err != nil {
-		t.Errorf("cannot delete the container left by fast_cleanup: %v", err)
-	}
-}
-
 // TestSnapE2ELocalBuild runs `buildd-agent build snap` and checks the
 // artifacts and summary.json it writes.
 func TestSnapE2ELocalBuild(t *testing.T) {
@@ -718,7 +708,10 @@ func TestSnapE2ELocalBuild(t *testing.T) {
 		"--series", snapE2ESeries, "--arch", snapE2EArch, "--target-arch", snapE2EArch, "--output", out)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	t.Cleanup(func() { exec.Command("lxc", "delete", "--force", snapE2EContainer()).Run() })
+	t.Cleanup(func() {
+		exec.Command("lxc", "delete", "--force", snapE2EContainer()).Run()
+		exec.Command("lxc", "profile", "delete", snapE2EProfile).Run()
+	})
 	err := cmd.Run()
 	if err != nil {
 		t.Fatalf("build snap: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
@@ -773,11 +766,24 @@ func TestSnapE2ELocalBuild(t *testing.T) {
 		t.Errorf("revocations = %q", f.revoked())
 	}
 
-	// A package failure exits 1.
+	// A package failure exits 1; this one runs on the chroot backend (the
+	// user-namespace chroot of package rootfs), whose builder proxy
+	// listens on loopback.
 	f.repo.WriteFile(t, "snap/snapcraft.yaml", f.snapcraftYAML("5.1", "standin-fail-build: 1"))
 	f.repo.Commit(t, "broken")
 	out2 := filepath.Join(t.TempDir(), "out")
-	cmd = exec.Command(bin, "build", "snap", "--config", conf, "--git-repository", f.repo.URL(), "--chroot", f.chrootPath,
+	// The chroot's mapped root must be able to reach its build directory:
+	// no 0700 test directory on the way.
+	state2, err := os.MkdirTemp("", "snape2e-chroot-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(state2) })
+	if err := os.Chmod(state2, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	conf2 := writeSnapAgentConfig(t, state2, snapFreePort(t, "127.0.0.1"), snapFreePort(t, "127.0.0.1"))
+	cmd = exec.Command(bin, "build", "snap", "--config", conf2, "--backend", "chroot", "--git-repository", f.repo.URL(), "--chroot", f.chrootPath,
 		"--channel", "snapcraft=8.x/stable", "--proxy-url", f.upstream, "--series", snapE2ESeries, "--output", out2)
 	outb, err := cmd.CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
@@ -785,5 +791,8 @@ func TestSnapE2ELocalBuild(t *testing.T) {
 	}
 	if data, _ := os.ReadFile(filepath.Join(out2, "summary.json")); !bytes.Contains(data, []byte(`"status": "BuildStatus.PACKAGEFAIL"`)) {
 		t.Errorf("summary after failure: %s", data)
+	}
+	if !bytes.Contains(outb, []byte("fetched")) && !bytes.Contains(outb, []byte("GET "+f.origin.URL+"/payload")) {
+		t.Errorf("the chroot build did not fetch through the proxy:\n%s", outb)
 	}
 }
