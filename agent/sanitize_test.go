@@ -2,9 +2,13 @@ package agent
 
 import (
 	"bytes"
+	"encoding/hex"
 	"math/rand/v2"
+	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/buildd-agent/buildd-agent/tests/testenv"
 )
 
 // The cases of launchpad-buildd's lpbuildd/tests/test_builder.py
@@ -193,4 +197,53 @@ func FuzzSecretMasker(f *testing.F) {
 // survives reports whether secret s is in out outside the markers.
 func survives(out, s string) bool {
 	return strings.Contains(strings.ReplaceAll(out, redactedText, "\x00"), s)
+}
+
+// pythonSanitiser is launchpad-buildd's _sanitizeURLs over bytes (lpbuildd/
+// builder.py): one hex-encoded line in, one out.
+const pythonSanitiser = `
+import binascii, re, sys
+password_re = re.compile(rb"://([^:@/]*:[^:@/]+@)(\S+)")
+proxyauth_re = re.compile(rb",proxyauth=[^:]+:[A-Za-z0-9-]+")
+for line in sys.stdin:
+    b = binascii.unhexlify(line.strip())
+    b = password_re.sub(rb"://\2", b)
+    b = proxyauth_re.sub(b"", b)
+    sys.stdout.write(binascii.hexlify(b).decode() + "\n")
+`
+
+// TestSanitizeLineMatchesPython runs the reference's own regular
+// expressions in the real Python on random lines and compares.
+func TestSanitizeLineMatchesPython(t *testing.T) {
+	py := testenv.RequireCommand(t, "python3")
+	r := rand.New(rand.NewPCG(11, 12))
+	pieces := []string{"://", ":", "@", "/", " ", "\t", "\v", "\r", "\f", ",proxyauth=", "u", "pw", "host", "-", "\xff", "é", "a1", "http", "\x00", "\x1c", "\x85", "\xa0", "\n"}
+	var lines [][]byte
+	for range 3000 {
+		var b []byte
+		for range r.IntN(14) {
+			b = append(b, pieces[r.IntN(len(pieces))]...)
+		}
+		lines = append(lines, b)
+	}
+	var in bytes.Buffer
+	for _, l := range lines {
+		in.WriteString(hex.EncodeToString(l) + "\n")
+	}
+	cmd := exec.Command(py, "-c", pythonSanitiser)
+	cmd.Stdin = &in
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("python3: %v", err)
+	}
+	got := strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")
+	if len(got) != len(lines) {
+		t.Fatalf("python3 returned %d lines for %d", len(got), len(lines))
+	}
+	for i, l := range lines {
+		want, _ := hex.DecodeString(got[i])
+		if ours := SanitizeLine(l); !bytes.Equal(ours, want) {
+			t.Errorf("line %q: ours %q, Python %q", l, ours, want)
+		}
+	}
 }
