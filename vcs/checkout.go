@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-git/go-billy/v5/osfs"
@@ -35,6 +36,9 @@ type run struct {
 	opts  Options
 	san   *sanitizer
 	proxy transport.ProxyOptions
+
+	tunnelsMu sync.Mutex
+	tunnels   map[string]*tunnel // git:// through the proxy, by host:port
 }
 
 // Checkout makes dir (created if missing, else it must be empty) the
@@ -60,6 +64,7 @@ func Checkout(ctx context.Context, src Source, dir string, opts Options) (revisi
 		}
 	}
 	rev, err := r.checkout(ctx, src, dir, 0)
+	r.closeTunnels()
 	if err != nil {
 		if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
 			err = fmt.Errorf("%w (%w)", err, cerr)
@@ -93,7 +98,7 @@ func parseProxy(raw string) (transport.ProxyOptions, error) {
 
 // checkURL accepts http(s) and git:// URLs only: never ssh (no keys on
 // builders), file or local paths (they would read the builder's disk).
-func checkURL(raw string, proxied bool) error {
+func checkURL(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return fmt.Errorf("cannot parse repository URL %q: %w", redactURL(raw), ErrUnsupportedURL)
@@ -101,9 +106,6 @@ func checkURL(raw string, proxied bool) error {
 	switch u.Scheme {
 	case "http", "https":
 	case "git":
-		if proxied {
-			return fmt.Errorf("cannot fetch %s through the build's HTTP proxy: %w", redactURL(raw), ErrUnsupportedURL)
-		}
 	default:
 		return fmt.Errorf("repository URL %q is not http, https or git: %w", redactURL(raw), ErrUnsupportedURL)
 	}
@@ -188,12 +190,16 @@ var abbrevSHARE = regexp.MustCompile(`^[0-9a-fA-F]{7,39}$`)
 
 // listRefs asks the server for its refs (with retries).
 func (r *run) listRefs(ctx context.Context, repoURL string) (map[plumbing.ReferenceName]*plumbing.Reference, error) {
-	rem := git.NewRemote(memory.NewStorage(), &config.RemoteConfig{Name: "origin", URLs: []string{repoURL}})
+	dial, err := r.endpoint(ctx, repoURL)
+	if err != nil {
+		return nil, err
+	}
+	rem := git.NewRemote(memory.NewStorage(), &config.RemoteConfig{Name: "origin", URLs: []string{dial}})
 	var refs []*plumbing.Reference
-	err := r.retry(ctx, "Listing refs of "+redactURL(repoURL), func() error {
+	err = r.retry(ctx, "Listing refs of "+redactURL(repoURL), func() error {
 		var err error
 		refs, err = rem.ListContext(ctx, &git.ListOptions{ProxyOptions: r.proxy})
-		return err
+		return r.tunnelError(repoURL, err)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cannot list refs of %s: %w", redactURL(repoURL), withKind(err))
@@ -304,17 +310,21 @@ func initCheckoutRepo(dir, repoURL string) (*git.Repository, *filesystem.Storage
 
 // fetch runs one go-git fetch with retries; "already up to date" is success.
 func (r *run) fetch(ctx context.Context, repo *git.Repository, repoURL string, o git.FetchOptions) error {
-	rem := git.NewRemote(repo.Storer, &config.RemoteConfig{Name: "origin", URLs: []string{repoURL}})
+	dial, err := r.endpoint(ctx, repoURL)
+	if err != nil {
+		return err
+	}
+	rem := git.NewRemote(repo.Storer, &config.RemoteConfig{Name: "origin", URLs: []string{dial}})
 	o.ProxyOptions = r.proxy
 	if o.Tags == git.InvalidTagMode {
 		o.Tags = git.NoTags
 	}
-	err := r.retry(ctx, "Fetching "+redactURL(repoURL), func() error {
+	err = r.retry(ctx, "Fetching "+redactURL(repoURL), func() error {
 		err := rem.FetchContext(ctx, &o)
 		if errors.Is(err, git.NoErrAlreadyUpToDate) {
 			return nil
 		}
-		return err
+		return r.tunnelError(repoURL, err)
 	})
 	if err != nil {
 		return withKind(err)
@@ -468,7 +478,7 @@ func setHEAD(repo *git.Repository, w want, c *object.Commit, detached bool) erro
 
 // checkout does one repository (the superproject or a submodule).
 func (r *run) checkout(ctx context.Context, src Source, dir string, depth int) (string, error) {
-	if err := checkURL(src.Repository, r.proxy.URL != ""); err != nil {
+	if err := checkURL(src.Repository); err != nil {
 		return "", err
 	}
 	if err := prepareDir(dir); err != nil {

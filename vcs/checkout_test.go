@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -462,6 +463,26 @@ func TestCheckoutTimeout(t *testing.T) {
 	}
 	if d := time.Since(start); d > 30*time.Second {
 		t.Errorf("a stalled server held the checkout for %s", d)
+	}
+
+	// A git:// server that accepts and then says nothing.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	_, err = Checkout(context.Background(), Source{Repository: "git://" + ln.Addr().String() + "/x.git"}, filepath.Join(t.TempDir(), "src"), Options{Timeout: 500 * time.Millisecond})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("silent git:// server: err = %v, want DeadlineExceeded", err)
 	}
 
 	// Cancelling the caller's context stops it too.

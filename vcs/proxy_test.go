@@ -58,10 +58,27 @@ func TestCheckoutThroughAuthenticatedSquid(t *testing.T) {
 	}
 	t.Logf("bad proxy credentials: %v", err)
 
-	// git:// cannot go through an HTTP proxy: refused rather than sent around it.
-	_, err = Checkout(context.Background(), Source{Repository: f.repo.GitURL()}, filepath.Join(t.TempDir(), "src"), Options{ProxyURL: proxyURL})
-	if !errors.Is(err, ErrUnsupportedURL) {
-		t.Errorf("git:// through a proxy: %v", err)
+	// git:// goes through the proxy too, tunnelled with CONNECT (with
+	// its submodules, whose relative URLs are git:// as well).
+	var log bytes.Buffer
+	dir := filepath.Join(t.TempDir(), "src")
+	rev, err := Checkout(context.Background(), Source{Repository: f.repo.GitURL()}, dir, Options{ProxyURL: proxyURL, Log: &log, Shallow: true})
+	if err != nil || rev != tip {
+		t.Fatalf("git:// through squid: %s %v\n%s", rev, err, log.String())
+	}
+	if got := readFile(t, filepath.Join(dir, "lib/lib.txt")); got != "lib\n" {
+		t.Errorf("git:// submodule through squid: %q", got)
+	}
+	gitHost := strings.TrimPrefix(f.srv.GitBase, "git://")
+	if access := sq.AccessLog(); !strings.Contains(access, "CONNECT "+gitHost) && !strings.Contains(access, gitHost) {
+		t.Errorf("squid did not tunnel git:// to %s:\n%s", gitHost, access)
+	}
+	if got := gitIn(t, dir, "remote", "get-url", "origin"); got != f.repo.GitURL() {
+		t.Errorf("origin = %q, want the real URL", got)
+	}
+	_, err = Checkout(context.Background(), Source{Repository: f.repo.GitURL()}, filepath.Join(t.TempDir(), "src"), Options{ProxyURL: bad})
+	if !errors.Is(err, ErrAuthentication) || strings.Contains(err.Error(), proxyPass) {
+		t.Errorf("git:// with bad proxy credentials: %v", err)
 	}
 	// A broken proxy URL.
 	_, err = Checkout(context.Background(), Source{Repository: f.repo.URL()}, filepath.Join(t.TempDir(), "src"), Options{ProxyURL: "socks5://u:" + proxyPass + "@127.0.0.1:1"})

@@ -132,12 +132,9 @@ func TestCheckURL(t *testing.T) {
 		"ssh://h/x": false, "git@h:x.git": false, "file:///x": false, "/srv/x.git": false,
 		"ext::sh": false, "https:///x": false, "git+ssh://h/x": false, "": false,
 	} {
-		if err := checkURL(u, false); (err == nil) != ok {
+		if err := checkURL(u); (err == nil) != ok {
 			t.Errorf("checkURL(%q) = %v", u, err)
 		}
-	}
-	if err := checkURL("git://h/x.git", true); !errors.Is(err, ErrUnsupportedURL) {
-		t.Errorf("git:// with a proxy: %v", err)
 	}
 }
 
