@@ -8,9 +8,11 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -21,12 +23,25 @@ import (
 	"github.com/buildd-agent/buildd-agent/builders/target"
 )
 
-const benchRounds = 2
+const (
+	benchRounds        = 2
+	firstCommandRounds = 1 // three container lifecycles each
+)
+
+// phase logs one step's duration when BUILDD_AGENT_BENCH_PHASES is set.
+func phase(b *testing.B, what string, since time.Time) {
+	if os.Getenv("BUILDD_AGENT_BENCH_PHASES") != "" {
+		b.Logf("%s: %s", what, time.Since(since).Round(time.Millisecond))
+	}
+}
 
 // benchHost makes a Host with its own Instance: nothing is cached for it.
 func benchHost(b *testing.B, addr int) (*Host, Config, lxdclient.InstanceServer) {
 	cfg := testConfig(b, addr)
 	cfg.Instance = "bench-" + uniqueID()
+	if os.Getenv("BUILDD_AGENT_BENCH_PHASES") != "" {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	h := newTestHost(b, cfg)
 	return h, cfg, rawClient(b)
 }
@@ -40,19 +55,24 @@ func mean(ds []time.Duration) time.Duration {
 }
 
 func rawExec(ctx context.Context, c lxdclient.InstanceServer, name string, argv ...string) (int, error) {
+	code, _, err := rawExecOutput(ctx, c, name, argv...)
+	return code, err
+}
+
+func rawExecOutput(ctx context.Context, c lxdclient.InstanceServer, name string, argv ...string) (int, string, error) {
 	var out bytes.Buffer
 	done := make(chan bool)
 	op, err := c.ExecInstance(name, api.InstanceExecPost{Command: argv, WaitForWS: true},
 		&lxdclient.InstanceExecArgs{Stdin: bytes.NewReader(nil), Stdout: &out, Stderr: &out, DataDone: done})
 	if err != nil {
-		return -1, err
+		return -1, "", err
 	}
 	if err := op.WaitContext(ctx); err != nil {
-		return -1, err
+		return -1, "", err
 	}
 	<-done
 	ret, _ := op.Get().Metadata["return"].(float64)
-	return int(ret), nil
+	return int(ret), out.String(), nil
 }
 
 // BenchmarkFirstCommand (a): from "chroot cached as image" to "first command
@@ -92,6 +112,8 @@ func BenchmarkFirstCommand(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		phase(b, "raw create", start)
+		t := time.Now()
 		op, err = raw.UpdateInstanceState(rawName, api.InstanceStatePut{Action: "start", Timeout: -1}, "")
 		if err == nil {
 			err = op.Wait()
@@ -99,15 +121,20 @@ func BenchmarkFirstCommand(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		phase(b, "raw start", t)
+		t = time.Now()
 		if waitBoot {
+			// The answer, not the exit status: "degraded", "starting" and
+			// "cannot connect to the bus" all exit 1.
 			for {
-				code, err := rawExec(ctx, raw, rawName, "systemctl", "is-system-running", "--wait")
-				if err == nil && (code == 0 || code == 1) {
+				_, out, err := rawExecOutput(ctx, raw, rawName, "systemctl", "is-system-running", "--wait")
+				if s := strings.TrimSpace(out); err == nil && (s == "running" || s == "degraded") {
 					break
 				}
 				time.Sleep(200 * time.Millisecond)
 			}
 		}
+		phase(b, "raw boot wait", t)
 		if code, err := rawExec(ctx, raw, rawName, "true"); err != nil || code != 0 {
 			b.Fatalf("raw exec: %d %v", code, err)
 		}
@@ -126,9 +153,12 @@ func BenchmarkFirstCommand(b *testing.B) {
 		if err := tgt.Create(ctx, img); err != nil {
 			b.Fatal(err)
 		}
+		phase(b, "agent create", start)
+		t := time.Now()
 		if err := tgt.Start(ctx); err != nil {
 			b.Fatal(err)
 		}
+		phase(b, "agent start+ready", t)
 		if code, err := tgt.Run(ctx, target.Command{Args: []string{"true"}}); err != nil || code != 0 {
 			b.Fatalf("agent run: %d %v", code, err)
 		}
@@ -141,7 +171,7 @@ func BenchmarkFirstCommand(b *testing.B) {
 	var agent, floor, naive []time.Duration
 	b.ResetTimer()
 	for range b.N {
-		for r := range benchRounds {
+		for r := range firstCommandRounds {
 			// Alternate the order so drift in the machine's load hits both.
 			if r%2 == 0 {
 				agent = append(agent, agentRun())
