@@ -11,12 +11,15 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/buildd-agent/buildd-agent/tests/testenv"
 )
 
 func sha1Hex(b []byte) string {
@@ -531,5 +534,88 @@ func TestFileCacheConcurrentStores(t *testing.T) {
 	wg.Wait()
 	if names := cacheNames(t, c); len(names) != 4 {
 		t.Errorf("cache holds %v", names)
+	}
+}
+
+// pythonFetch is launchpad-buildd's ensurePresent download (lpbuildd/
+// builder.py): the same opener, printing the info text it would return,
+// for each "url<TAB>username<TAB>password" line of its input.
+const pythonFetch = `
+import sys
+from urllib.request import HTTPBasicAuthHandler, HTTPPasswordMgrWithPriorAuth, build_opener, urlopen
+for line in sys.stdin:
+    url, username, password = line.rstrip("\n").split("\t")
+    try:
+        if username or password:
+            pm = HTTPPasswordMgrWithPriorAuth()
+            pm.add_password(None, url, username, password, is_authenticated=True)
+            f = build_opener(HTTPBasicAuthHandler(pm)).open(url)
+        else:
+            f = urlopen(url)
+        f.read()
+        print("Download")
+    except Exception as info:
+        print("Error accessing Librarian: %s" % info)
+`
+
+// TestEnsurePresentMatchesPython fetches with launchpad-buildd's opener in
+// the real python3 and with ours from the same server: same Authorization
+// header, same info text.
+func TestEnsurePresentMatchesPython(t *testing.T) {
+	py := testenv.RequireCommand(t, "python3")
+	content := []byte("librarian file")
+	var mu sync.Mutex
+	auth := map[string]string{} // "py"/"go" + case number → Authorization
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		auth[r.URL.Query().Get("case")] = r.Header.Get("Authorization")
+		mu.Unlock()
+		switch r.URL.Path {
+		case "/f":
+			w.Write(content)
+		case "/busy":
+			http.Error(w, "busy", http.StatusServiceUnavailable)
+		case "/gone":
+			http.Error(w, "gone", http.StatusGone)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	type fetchCase struct{ path, user, password string }
+	var cases []fetchCase
+	for _, path := range []string{"/f", "/missing", "/busy", "/gone"} {
+		for _, cred := range [][2]string{{"", ""}, {"buildd", "s3cret"}, {"", "macaroon"}, {"user", ""}} {
+			cases = append(cases, fetchCase{path, cred[0], cred[1]})
+		}
+	}
+	var in strings.Builder
+	for i, c := range cases {
+		fmt.Fprintf(&in, "%s%s?case=py%d\t%s\t%s\n", srv.URL, c.path, i, c.user, c.password)
+	}
+	cmd := exec.Command(py, "-c", pythonFetch)
+	cmd.Env = []string{"PATH=/usr/bin:/bin"} // no proxy variables
+	cmd.Stdin = strings.NewReader(in.String())
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("python3: %v", err)
+	}
+	pyInfos := strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")
+	if len(pyInfos) != len(cases) {
+		t.Fatalf("python3 answered %d of %d cases: %q", len(pyInfos), len(cases), out)
+	}
+	for i, c := range cases {
+		name := fmt.Sprintf("%s %q:%q", c.path, c.user, c.password)
+		cache := newTestCache(t)
+		url := fmt.Sprintf("%s%s?case=go%d", srv.URL, c.path, i)
+		if _, info := cache.EnsurePresent(context.Background(), sha1Hex(content), url, c.user, c.password); info != pyInfos[i] {
+			t.Errorf("%s: info %q, Python %q", name, info, pyInfos[i])
+		}
+		mu.Lock()
+		goAuth, pyAuth := auth[fmt.Sprint("go", i)], auth[fmt.Sprint("py", i)]
+		mu.Unlock()
+		if goAuth != pyAuth {
+			t.Errorf("%s: Authorization %q, Python %q", name, goAuth, pyAuth)
+		}
 	}
 }
