@@ -224,28 +224,44 @@ func (c *Container) writeIdentity(id hostIdentity) error {
 			return nil
 		}},
 	}
-	errs := make([]error, len(files))
+	// Parent directories first, each once (a stopped container's file
+	// calls are not cheap), then the files.
+	dirs := map[string]bool{}
+	for _, f := range files {
+		dirs[path.Dir(f.path)] = true
+	}
+	var dirList []string
+	for d := range dirs {
+		dirList = append(dirList, d)
+	}
+	if err := parallel(len(dirList), func(i int) error { return c.mkdirAll(dirList[i]) }); err != nil {
+		return err
+	}
+	return parallel(len(files), func(i int) error {
+		f := files[i]
+		data, err := f.data()
+		if err != nil {
+			return err
+		}
+		if err := c.push(f.path, bytes.NewReader(data), 0, 0, f.mode); err != nil {
+			return err
+		}
+		if f.then != nil {
+			return f.then()
+		}
+		return nil
+	})
+}
+
+// parallel runs fn(0..n-1) concurrently and joins their errors.
+func parallel(n int, fn func(i int) error) error {
+	errs := make([]error, n)
 	var wg sync.WaitGroup
-	for i, f := range files {
+	for i := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = func() error {
-				data, err := f.data()
-				if err != nil {
-					return err
-				}
-				if err := c.mkdirAll(path.Dir(f.path)); err != nil {
-					return err
-				}
-				if err := c.push(f.path, bytes.NewReader(data), 0, 0, f.mode); err != nil {
-					return err
-				}
-				if f.then != nil {
-					return f.then()
-				}
-				return nil
-			}()
+			errs[i] = fn(i)
 		}()
 	}
 	wg.Wait()
