@@ -46,20 +46,43 @@ func SanitizeLine(line []byte) []byte {
 func SanitizeLines(text []byte) []byte { return appendSanitized(nil, text) }
 
 // appendSanitized is SanitizeLines appending to dst; it returns text itself
-// (not dst) when nothing can match.
+// (not dst) when nothing can match. Only the lines holding "://" or
+// ",proxyauth=" are looked at line by line; the rest is copied in bulk.
 func appendSanitized(dst, text []byte) []byte {
-	if !bytes.Contains(text, schemeSep) && !bytes.Contains(text, proxyAuthToken) {
+	nextScheme := bytes.Index(text, schemeSep)
+	nextProxy := bytes.Index(text, proxyAuthToken)
+	if nextScheme < 0 && nextProxy < 0 {
 		return text
 	}
-	for len(text) > 0 {
-		n := bytes.IndexByte(text, '\n') + 1
-		if n == 0 {
-			n = len(text)
+	for {
+		i := nextScheme
+		if i < 0 || (nextProxy >= 0 && nextProxy < i) {
+			i = nextProxy
 		}
-		dst = append(dst, SanitizeLine(text[:n])...)
-		text = text[n:]
+		if i < 0 {
+			return append(dst, text...)
+		}
+		start := bytes.LastIndexByte(text[:i], '\n') + 1
+		end := len(text)
+		if n := bytes.IndexByte(text[i:], '\n'); n >= 0 {
+			end = i + n + 1
+		}
+		dst = append(dst, text[:start]...)
+		dst = append(dst, SanitizeLine(text[start:end])...)
+		text = text[end:]
+		// Find the next candidates in what is left, searching again only
+		// for those the line consumed.
+		if nextScheme >= 0 {
+			if nextScheme -= end; nextScheme < 0 {
+				nextScheme = bytes.Index(text, schemeSep)
+			}
+		}
+		if nextProxy >= 0 {
+			if nextProxy -= end; nextProxy < 0 {
+				nextProxy = bytes.Index(text, proxyAuthToken)
+			}
+		}
 	}
-	return dst
 }
 
 // redactedText replaces every occurrence of a registered secret.

@@ -43,6 +43,30 @@ func TestSanitizeLine(t *testing.T) {
 	}
 }
 
+// appendSanitized (candidate lines only) equals sanitising every line.
+func TestSanitizeLinesEqualsEveryLine(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 14))
+	pieces := []string{"://", "http://u:p@h/x", ",proxyauth=a:b-1", "\n", " ", "@", ":", "plain text", "/"}
+	for range 5000 {
+		var text []byte
+		for range r.IntN(20) {
+			text = append(text, pieces[r.IntN(len(pieces))]...)
+		}
+		var want []byte
+		for rest := text; len(rest) > 0; {
+			n := bytes.IndexByte(rest, '\n') + 1
+			if n == 0 {
+				n = len(rest)
+			}
+			want = append(want, SanitizeLine(rest[:n])...)
+			rest = rest[n:]
+		}
+		if got := SanitizeLines(text); !bytes.Equal(got, want) && !(len(got) == 0 && len(want) == 0) {
+			t.Fatalf("SanitizeLines(%q) = %q, want %q", text, got, want)
+		}
+	}
+}
+
 func TestSanitizeLinesPerLine(t *testing.T) {
 	// The userinfo pattern must not reach over a newline into the next
 	// line's "@" (the reference sanitises line by line).
