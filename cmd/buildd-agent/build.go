@@ -455,6 +455,9 @@ func startLogTail(file string, w io.Writer) *logTail {
 			}
 			select {
 			case <-t.done:
+				if f == nil {
+					f, _ = os.Open(file)
+				}
 				if f != nil {
 					io.Copy(w, f)
 					f.Close()
