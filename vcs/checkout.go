@@ -531,14 +531,14 @@ func (r *run) checkout(ctx context.Context, src Source, dir string, depth int) (
 		return "", fmt.Errorf("cannot set HEAD: %w", err)
 	}
 	start := time.Now()
-	n, err := materialise(repo, c, dir)
+	n, err := materialise(ctx, repo, c, dir)
 	if err != nil {
 		return "", fmt.Errorf("cannot check out %s: %w", w, err)
 	}
 	if w.kind == kindCommit && c.Hash == w.hash {
-		r.logf("Checked out commit %s (%d files in %.1fs)", c.Hash, n, time.Since(start).Seconds())
+		r.logf("Checked out commit %s (%d files in %.2fs)", c.Hash, n, time.Since(start).Seconds())
 	} else {
-		r.logf("Checked out %s at %s (%d files in %.1fs)", w, c.Hash, n, time.Since(start).Seconds())
+		r.logf("Checked out %s at %s (%d files in %.2fs)", w, c.Hash, n, time.Since(start).Seconds())
 	}
 	if depth < maxSubmoduleDepth {
 		r.submodules(ctx, repo, c, src.Repository, dir, depth)

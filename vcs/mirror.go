@@ -61,6 +61,10 @@ func lockFile(ctx context.Context, path string, wait bool, waiting func()) (func
 	}
 }
 
+// maxMirrorPacks bounds the packs a mirror accumulates (one per update);
+// a variable for tests.
+var maxMirrorPacks = 50
+
 // mirrorRefSpecs make a mirror of branches and tags (pruned).
 var mirrorRefSpecs = []config.RefSpec{"+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"}
 
@@ -82,6 +86,14 @@ func (r *run) fromMirror(ctx context.Context, repoURL string, w want, also plumb
 	_ = os.Chtimes(lockPath, now, now)
 
 	mpath := filepath.Join(r.opts.MirrorDir, key+".git")
+	if packs, _ := filepath.Glob(filepath.Join(mpath, "objects", "pack", "*.pack")); len(packs) > maxMirrorPacks {
+		// Every update adds a pack, and each pack slows every object
+		// lookup: start afresh with one pack, at the cost of one full fetch.
+		r.logf("The mirror of %s has %d packs; refetching it whole", redactURL(repoURL), len(packs))
+		if err := os.RemoveAll(mpath); err != nil {
+			return nil, nil, fmt.Errorf("cannot remove mirror: %w", err)
+		}
+	}
 	mrepo, closeMirror, fresh, err := openMirror(mpath)
 	if err != nil {
 		r.logf("Cannot open the mirror of %s (%v); recreating it", redactURL(repoURL), err)

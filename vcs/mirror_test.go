@@ -112,6 +112,18 @@ func TestMirrorCache(t *testing.T) {
 		}
 	}
 
+	// Too many packs: the mirror is fetched again whole, into one pack.
+	defer func(n int) { maxMirrorPacks = n }(maxMirrorPacks)
+	maxMirrorPacks = 1
+	log.Reset()
+	if _, err := Checkout(context.Background(), Source{Repository: f.repo.URL()}, filepath.Join(t.TempDir(), "src"), opts(&log)); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(log.String(), "refetching it whole") || len(packs(t, mirror)) != 1 {
+		t.Errorf("packs not consolidated (%d):\n%s", len(packs(t, mirror)), log.String())
+	}
+	maxMirrorPacks = 50
+
 	// A damaged mirror is rebuilt.
 	if err := os.WriteFile(filepath.Join(mirror, "config"), []byte("[[[garbage"), 0o644); err != nil {
 		t.Fatal(err)

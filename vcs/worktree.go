@@ -1,6 +1,7 @@
 package vcs
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -139,7 +140,7 @@ func statEntry(e wtEntry, st *unix.Stat_t) *index.Entry {
 // written by several workers, each reading objects through its own object
 // store (go-git's is not safe for concurrent use), so that both inflating
 // deltas and creating files, which the kernel makes costly, run in parallel.
-func materialise(repo *git.Repository, c *object.Commit, dir string) (int, error) {
+func materialise(ctx context.Context, repo *git.Repository, c *object.Commit, dir string) (int, error) {
 	var entries []wtEntry
 	if err := collect(repo, c.TreeHash, "", &entries, 0); err != nil {
 		return 0, err
@@ -208,6 +209,10 @@ func materialise(repo *git.Repository, c *object.Commit, dir string) (int, error
 				}
 			}
 			for !failed.Load() {
+				if err := ctx.Err(); err != nil {
+					fail(err)
+					return
+				}
 				lo := int(next.Add(batch)) - batch
 				if lo >= len(files) {
 					return
