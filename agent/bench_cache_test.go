@@ -157,7 +157,7 @@ func BenchmarkFileCacheServe(b *testing.B) {
 	}
 	b.ResetTimer()
 	for range b.N {
-		best := bestOf(b, 3, fetch(plain.URL+"/"+sum), fetch(ours.URL+"/filecache/"+sum))
+		best := bestOf(b, 5, fetch(plain.URL+"/"+sum), fetch(ours.URL+"/filecache/"+sum))
 		b.ReportMetric(mibPerSec(best[1]), "MiB/s")
 		b.ReportMetric(mibPerSec(best[0]), "floor-MiB/s")
 		b.ReportMetric(best[0].Seconds()/best[1].Seconds(), "x-floor")
