@@ -168,6 +168,13 @@ func startAgent(t *testing.T, host string, prepare func(stateDir string), extraE
 	if prepare != nil {
 		prepare(filepath.Join(dir, "state"))
 	}
+	return startAgentIn(t, dir, host, extraEnv...)
+}
+
+// startAgentIn starts `buildd-agent run` with its configuration and state
+// in dir (state in dir/state) and waits until it answers.
+func startAgentIn(t *testing.T, dir, host string, extraEnv ...string) *agentProcess {
+	t.Helper()
 	port := freePort(t, host)
 	config := filepath.Join(dir, "buildd-agent.toml")
 	os.WriteFile(config, fmt.Appendf(nil, "[builder]\nbind_address = %q\nport = %d\nstate_dir = %q\nbackend = \"chroot\"\n[log]\nlevel = \"debug\"\n",
@@ -397,6 +404,53 @@ func TestRunPrunesFileCache(t *testing.T) {
 	entries, _ := os.ReadDir(cacheDir)
 	if len(entries) != 1 || entries[0].Name() != fresh {
 		t.Errorf("file cache after start: %v", entries)
+	}
+}
+
+// A download in flight when the agent is killed leaves a temporary file;
+// the next start removes it.
+func TestRunRemovesTemporariesOfKilledAgent(t *testing.T) {
+	hang := make(chan struct{})
+	lib := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "1000000")
+		w.Write(bytes.Repeat([]byte("x"), 1000))
+		w.(http.Flusher).Flush()
+		<-hang
+	}))
+	defer lib.Close()
+	defer close(hang)
+
+	dir := t.TempDir()
+	cacheDir := filepath.Join(dir, "state", "filecache")
+	p := startAgentIn(t, dir, "127.0.0.1")
+	call := `<?xml version="1.0"?><methodCall><methodName>ensurepresent</methodName><params>` +
+		`<param><value><string>` + strings.Repeat("c", 40) + `</string></value></param>` +
+		`<param><value><string>` + lib.URL + `/f</string></value></param>` +
+		`<param><value><nil/></value></param><param><value><nil/></value></param></params></methodCall>`
+	go func() {
+		if resp, err := http.Post(p.base+"/rpc", "text/xml", strings.NewReader(call)); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	partials := func() []string {
+		m, _ := filepath.Glob(filepath.Join(cacheDir, ".partial-*"))
+		return m
+	}
+	for i := 0; len(partials()) == 0; i++ {
+		if i > 3000 {
+			t.Fatalf("no download in progress: %s", p.stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	p.cmd.Process.Kill()
+	<-p.exited
+
+	startAgentIn(t, dir, "127.0.0.1")
+	if left := partials(); len(left) != 0 {
+		t.Errorf("temporary files survive a restart: %v", left)
+	}
+	if entries, _ := os.ReadDir(cacheDir); len(entries) != 0 {
+		t.Errorf("file cache after restart: %v", entries)
 	}
 }
 
