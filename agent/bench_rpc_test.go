@@ -92,17 +92,24 @@ func benchStatus(b *testing.B, state string, clients int, keepAlive bool) {
 	b.ResetTimer()
 	var agentRate, floorRate float64
 	var agentP99, floorP99 time.Duration
+	// CPU used by the process (server and client) per call: unlike the
+	// rates, hardly affected by other load on the machine.
+	var agentCPU, floorCPU time.Duration
+	var agentCalls, floorCalls int
 	for range b.N {
 		benchLoad(b, agentURL, reqBody, clients, keepAlive, slice) // warm up connections
 		benchLoad(b, floorURL, reqBody, clients, keepAlive, slice)
 		var agentLat, floorLat []time.Duration
 		var agentTime, floorTime time.Duration
 		for range rounds {
+			c0 := processCPU(b)
 			l, el := benchLoad(b, agentURL, reqBody, clients, keepAlive, slice)
-			agentLat, agentTime = append(agentLat, l...), agentTime+el
+			c1 := processCPU(b)
+			agentLat, agentTime, agentCPU = append(agentLat, l...), agentTime+el, agentCPU+c1-c0
 			l, el = benchLoad(b, floorURL, reqBody, clients, keepAlive, slice)
-			floorLat, floorTime = append(floorLat, l...), floorTime+el
+			floorLat, floorTime, floorCPU = append(floorLat, l...), floorTime+el, floorCPU+processCPU(b)-c1
 		}
+		agentCalls, floorCalls = len(agentLat), len(floorLat)
 		agentRate, agentP99 = benchSummary(b, agentLat, agentTime)
 		floorRate, floorP99 = benchSummary(b, floorLat, floorTime)
 	}
@@ -112,6 +119,10 @@ func benchStatus(b *testing.B, state string, clients int, keepAlive bool) {
 	b.ReportMetric(floorRate, "floor-calls/s")
 	b.ReportMetric(float64(floorP99.Microseconds()), "floor-p99-µs")
 	b.ReportMetric(agentRate/floorRate, "x-floor")
+	agentPerCall := float64(agentCPU.Microseconds()) / float64(agentCalls)
+	floorPerCall := float64(floorCPU.Microseconds()) / float64(floorCalls)
+	b.ReportMetric(agentPerCall, "cpu-µs/call")
+	b.ReportMetric(floorPerCall, "floor-cpu-µs/call")
 	if keepAlive {
 		b.ReportMetric(agentRate/lpbuilddCallsPerSec[clients], "x-lpbuildd")
 	}
@@ -334,6 +345,15 @@ func (w *discardResponse) WriteHeader(int)             {}
 
 // SetReadDeadline lets http.ResponseController work as with a real server.
 func (w *discardResponse) SetReadDeadline(time.Time) error { return nil }
+
+// processCPU is the CPU time the process has used.
+func processCPU(b *testing.B) time.Duration {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
 
 // threadCPU is the CPU time the calling OS thread has used.
 func threadCPU(b *testing.B) time.Duration {
