@@ -42,9 +42,16 @@ lint:
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
 
-# Short fuzzing of every parser (the corpus in testdata/fuzz is replayed by `go test`).
+# Short fuzzing of every parser, FUZZTIME each (the corpus in testdata/fuzz is
+# replayed by every `go test`). New finds land in the package's testdata/fuzz.
+FUZZTIME ?= 20s
 fuzz:
-	$(GO) test ./agent -run '^$$' -fuzz FuzzDecodeRequest -fuzztime 30s
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "== $$pkg $$f"; \
+	    $(GO) test $$pkg -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME); \
+	  done; \
+	done
 
 clean:
 	rm -rf bin bench.txt
