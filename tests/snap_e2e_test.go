@@ -470,8 +470,8 @@ func TestSnapE2EFromTag(t *testing.T) {
 		}
 	}
 	// The build log: the build URL first, the reference's RUN lines, no secret.
-	if !strings.HasPrefix(log, args["build_url"].(string)+"\n") {
-		t.Errorf("log does not start with the build URL:\n%.300s", log)
+	if !strings.HasPrefix(log, args["build_url"].(string)+"\n") || strings.Count(log, args["build_url"].(string)) != 1 {
+		t.Errorf("log does not start with the build URL, once:\n%.300s", log)
 	}
 	for _, want := range []string{"RUN: snapcraft pull\n", "RUN: snap install --classic --channel=8.x/stable snapcraft\n",
 		"RUN: sha512sum hello_1.0_amd64.snap\n", "Revoking proxy token...\n", "GET " + f.origin.URL + "/payload"} {
