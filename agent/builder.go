@@ -644,7 +644,11 @@ func (b *Builder) newTarget(ctx context.Context, bd *build, w io.Writer, backend
 			have = append(have, name)
 		}
 		sort.Strings(have)
-		return nil, fmt.Errorf("cannot create %q target: backend not configured (configured: %s)", backend, strings.Join(have, ", "))
+		configured := strings.Join(have, ", ")
+		if configured == "" {
+			configured = "none"
+		}
+		return nil, fmt.Errorf("cannot create %q target: backend not configured (configured: %s)", backend, configured)
 	}
 	b.mu.Lock()
 	running := b.active(bd) && b.state == BuilderBuilding
