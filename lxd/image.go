@@ -241,7 +241,9 @@ func convertChroot(dst io.Writer, src io.Reader, meta imageMetadata) error {
 		return fmt.Errorf("cannot read chroot tarball: %w", err)
 	}
 	defer closeDec()
-	tr := tar.NewReader(dec)
+	ra := newReadAhead(dec, 1<<20, 4)
+	defer ra.Close()
+	tr := tar.NewReader(ra)
 	tw := tar.NewWriter(dst)
 	members := 0
 	for {
@@ -394,7 +396,13 @@ func (h *Host) upload(ctx context.Context, post api.ImagesPost, produce func(w i
 	pr, pw := io.Pipe()
 	produced := make(chan error, 1)
 	go func() {
-		err := produce(pw)
+		// Batched: the tar writer's many small writes (headers, padding)
+		// would otherwise each be a pipe hand-off and an HTTP chunk.
+		bw := bufio.NewWriterSize(pw, 1<<20)
+		err := produce(bw)
+		if err == nil {
+			err = bw.Flush()
+		}
 		produced <- err
 		_ = pw.CloseWithError(err)
 	}()

@@ -707,3 +707,31 @@ func TestConfigDefaults(t *testing.T) {
 		}
 	}
 }
+
+func TestReadAhead(t *testing.T) {
+	data := make([]byte, 3<<20+12345)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	for _, chunk := range []int{1, 1000, 1 << 20, 8 << 20} {
+		ra := newReadAhead(bytes.NewReader(data), chunk, 3)
+		got, err := io.ReadAll(ra)
+		ra.Close()
+		if err != nil || !bytes.Equal(got, data) {
+			t.Errorf("chunk %d: %d bytes, %v", chunk, len(got), err)
+		}
+	}
+	boom := errors.New("boom")
+	ra := newReadAhead(io.MultiReader(bytes.NewReader(data[:100]), iotestErrReader{boom}), 64, 2)
+	got, err := io.ReadAll(ra)
+	if !errors.Is(err, boom) || len(got) != 100 {
+		t.Errorf("error: %d bytes, %v", len(got), err)
+	}
+	// Close with the consumer gone does not leak a blocked producer.
+	ra = newReadAhead(bytes.NewReader(data), 16, 1)
+	ra.Close()
+}
+
+type iotestErrReader struct{ err error }
+
+func (r iotestErrReader) Read([]byte) (int, error) { return 0, r.err }
