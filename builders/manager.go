@@ -103,6 +103,9 @@ type ManagerConfig struct {
 	StateDir string
 	// SnapStoreProxyURL is [proxy] snapstore from the config, if any.
 	SnapStoreProxyURL string
+	// AptProxyURL is [proxy] apt from the config, if any: written to the
+	// target's apt configuration when a build replaces its archives.
+	AptProxyURL string
 }
 
 // Manager runs one build. It is made by a Factory, which has validated the

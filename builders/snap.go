@@ -225,7 +225,7 @@ func (m *SnapManager) build(ctx context.Context, b *ContainerBuild) *Failure {
 	if f := b.StartTarget(ctx, "", m.req.Chroot); f != nil {
 		return f
 	}
-	if f := b.ConfigureArchives(ctx, a.Common.Archives, a.Common.TrustedKeys, ""); f != nil {
+	if f := b.ConfigureArchives(ctx, a.Common.Archives, a.Common.TrustedKeys, b.Env.Config.AptProxyURL); f != nil {
 		return f
 	}
 	if a.ProxyURL != "" {

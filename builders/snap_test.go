@@ -743,6 +743,7 @@ func TestSnapArchivesAndKeys(t *testing.T) {
 	args["trusted_keys"] = []any{base64.StdEncoding.EncodeToString([]byte(armored)), base64.StdEncoding.EncodeToString([]byte{0x99, 1, 2})}
 	updates := 0
 	ft, fe, res := runSnap(t, args, func(ft *fakeTarget, fe *fakeEnv) {
+		fe.Config.AptProxyURL = "http://apt-proxy.example:3142/"
 		inner := ft.onRun
 		ft.onRun = func(c recordedCommand) fakeRun {
 			if len(c.Args) == 3 && c.Args[2] == "update" {
@@ -770,6 +771,9 @@ func TestSnapArchivesAndKeys(t *testing.T) {
 	}
 	if f := ft.files["/etc/apt/trusted.gpg.d/launchpad-buildd-1.gpg"]; f == nil || len(f.data) != 3 {
 		t.Errorf("binary key not written")
+	}
+	if f := ft.files["/etc/apt/apt.conf.d/99proxy"]; f == nil || string(f.data) != "Acquire::http::Proxy \"http://apt-proxy.example:3142/\";\n" {
+		t.Errorf("99proxy wrong")
 	}
 	if f := ft.files["/etc/apt/preferences.d/proposed.pref"]; f == nil || string(f.data) != "Package: *\nPin: release a=*-proposed\nPin-Priority: 500\n" {
 		t.Errorf("proposed.pref wrong")

@@ -295,6 +295,7 @@ func runLocalSnap(ctx context.Context, f localSnapFlags, stdout, stderr io.Write
 			ProxyPort:         cfg.Proxy.Port,
 			StateDir:          cfg.Builder.StateDir,
 			SnapStoreProxyURL: cfg.Proxy.SnapStore,
+			AptProxyURL:       cfg.Proxy.Apt,
 		},
 	}
 	var phases []localPhase
