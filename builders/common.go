@@ -484,22 +484,26 @@ func (b *ContainerBuild) AddSecret(s string) {
 	}
 }
 
-// AddURLSecrets masks the password of a URL's userinfo (and the userinfo
-// as a whole), wherever it later shows up.
+// AddURLSecrets masks the password of a URL's userinfo, decoded and as
+// written (percent-encoded), wherever it later shows up.
 func (b *ContainerBuild) AddURLSecrets(raw string) {
 	u, err := url.Parse(raw)
 	if err != nil || u.User == nil {
 		return
 	}
-	if pw, ok := u.User.Password(); ok && pw != "" {
-		b.AddSecret(pw)
-		// The raw (percent-encoded) form appears in URLs.
-		if i := strings.Index(raw, "://"); i >= 0 {
-			if j := strings.LastIndex(raw[i+3:], "@"); j >= 0 {
-				userinfo := raw[i+3 : i+3+j]
-				if k := strings.IndexByte(userinfo, ':'); k >= 0 {
-					b.AddSecret(userinfo[k+1:])
-				}
+	pw, ok := u.User.Password()
+	if !ok || pw == "" {
+		return
+	}
+	b.AddSecret(pw)
+	if _, rest, ok := strings.Cut(raw, "://"); ok {
+		authority := rest
+		if k := strings.IndexAny(authority, "/?#"); k >= 0 {
+			authority = authority[:k]
+		}
+		if k := strings.LastIndexByte(authority, '@'); k >= 0 {
+			if _, rawPW, ok := strings.Cut(authority[:k], ":"); ok {
+				b.AddSecret(rawPW)
 			}
 		}
 	}

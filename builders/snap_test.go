@@ -831,3 +831,23 @@ func FuzzDeb822Sources(f *testing.F) {
 		}
 	})
 }
+
+func TestAddURLSecrets(t *testing.T) {
+	for _, tc := range []struct {
+		url  string
+		want []string
+	}{
+		{"http://user:p%40ss@h:3128/x@y", []string{"p@ss", "p%40ss"}},
+		{"http://user:plain@h:3128", []string{"plain", "plain"}},
+		{"http://user@h:3128", nil},
+		{"https://h/x.git", nil},
+		{"::", nil},
+	} {
+		fe := newFakeEnv(newFakeTarget())
+		b := NewContainerBuild(&fe.Env, Request{}, CommonArgs{}, nil, nil)
+		b.AddURLSecrets(tc.url)
+		if diff := cmp.Diff(tc.want, fe.secrets); diff != "" {
+			t.Errorf("%s: secrets (-want +got):\n%s", tc.url, diff)
+		}
+	}
+}
