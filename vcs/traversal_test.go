@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/buildd-agent/buildd-agent/tests/gitserver"
+	"github.com/go-git/go-git/v5"
 )
 
 // snapshot lists every path under dir with its content (symlinks as
@@ -144,5 +145,41 @@ func TestCheckoutHostileTrees(t *testing.T) {
 	}
 	if after := snapshot(t, outside); after != before {
 		t.Errorf("outside the checkout changed")
+	}
+}
+
+// Why this package writes the worktree itself: go-git's own checkout
+// (PlainClone) does refuse these trees in v5.19, but with an unclear
+// "directory not found" and after creating part of the tree. Whatever it
+// does, the canary outside must stay untouched; this guards a switch back.
+func TestGoGitOwnCheckoutOfHostileTrees(t *testing.T) {
+	srv := gitserver.Start(t)
+	outside := t.TempDir()
+	canary := filepath.Join(outside, "canary-dir")
+	os.MkdirAll(canary, 0o755)
+	os.WriteFile(filepath.Join(canary, "keep"), []byte("untouched\n"), 0o644)
+	cases := map[string][]gitserver.Entry{
+		"symlink-then-file": {{Path: "evil", Mode: "120000", Content: canary}, {Path: "evil/x", Mode: "100644", Content: "pwned\n"}},
+		"dotdot":            {{Path: "../x", Mode: "100644", Content: "pwned\n"}},
+		"dotgit":            {{Path: ".git/hooks/post-checkout", Mode: "100755", Content: "#!/bin/sh\n"}},
+		"benign":            {{Path: "a/b", Mode: "100644", Content: "ok\n"}, {Path: "l", Mode: "120000", Content: "a"}},
+	}
+	for name, ents := range cases {
+		r := srv.NewRepo(t, "gogit-"+name)
+		r.CommitTree(t, "main", name, ents)
+		r.SetHEAD(t, "main")
+		before := snapshot(t, outside)
+		dir := filepath.Join(t.TempDir(), "src")
+		_, err := git.PlainClone(dir, false, &git.CloneOptions{URL: r.URL()})
+		t.Logf("go-git PlainClone of %s: %v", name, err)
+		if (err == nil) != (name == "benign") {
+			t.Errorf("go-git PlainClone of %s: %v", name, err)
+		}
+		if after := snapshot(t, outside); after != before {
+			t.Errorf("go-git wrote outside the checkout for %s", name)
+		}
+		if _, err := os.Lstat(filepath.Join(filepath.Dir(dir), "x")); err == nil {
+			t.Errorf("go-git wrote beside the checkout for %s", name)
+		}
 	}
 }
