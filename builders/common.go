@@ -695,6 +695,10 @@ func (b *ContainerBuild) InstallSVNServers(ctx context.Context, failStatus Build
 	return nil
 }
 
+// snapStoreAssertionsPath is where the snap store proxy's assertions are
+// put in the target for `snap ack`.
+const snapStoreAssertionsPath = "/tmp/snap-store-proxy.assertions"
+
 // snapStoreClient fetches the snap store proxy's assertions; a seam for tests.
 var snapStoreClient = &http.Client{Timeout: 60 * time.Second}
 
@@ -727,7 +731,16 @@ func (b *ContainerBuild) InstallSnapStoreProxy(ctx context.Context, proxyURL str
 	if err != nil {
 		return b.ctxFail(ctx, failStatus, "cannot read snap store proxy assertions: %w", err)
 	}
-	if f := b.Run(ctx, failStatus, target.Command{Args: []string{"snap", "ack", "/dev/stdin"}, Stdin: bytes.NewReader(assertions)}); f != nil {
+	// The reference runs `snap ack /dev/stdin` with the assertions on
+	// stdin. Re-opening /dev/stdin fails in an unprivileged container (the
+	// pipe belongs to an unmapped host user), so they go through a file.
+	if err := b.Target.CopyIn(ctx, bytes.NewReader(assertions), snapStoreAssertionsPath, 0, 0, 0o600); err != nil {
+		return b.ctxFail(ctx, failStatus, "cannot copy the snap store proxy assertions in: %w", err)
+	}
+	if f := b.Run(ctx, failStatus, target.Command{Args: []string{"snap", "ack", snapStoreAssertionsPath}}); f != nil {
+		return f
+	}
+	if f := b.Run(ctx, failStatus, target.Command{Args: []string{"rm", "-f", snapStoreAssertionsPath}}); f != nil {
 		return f
 	}
 	if id := resp.Header.Get("X-Assertion-Store-Id"); id != "" {

@@ -560,15 +560,21 @@ func TestSnapStoreProxy(t *testing.T) {
 		t.Fatalf("status %s\n%s", res.Status, fe.logText())
 	}
 	ack, ok := ft.command("snap", "ack")
-	if !ok || ack.Stdin != "type: store\n" || ack.Args[2] != "/dev/stdin" {
+	if !ok || ack.Args[2] != snapStoreAssertionsPath {
 		t.Errorf("snap ack = %+v", ack)
+	}
+	if f := ft.files[snapStoreAssertionsPath]; f == nil || string(f.data) != "type: store\n" || f.mode != 0o600 {
+		t.Errorf("assertions file = %+v", f)
+	}
+	if _, ok := ft.command("rm", "-f", snapStoreAssertionsPath); !ok {
+		t.Errorf("assertions file not removed: %q", ft.argvs())
 	}
 	if _, ok := ft.command("snap", "set", "core", "proxy.store=store-id-1"); !ok {
 		t.Errorf("store id not set: %q", ft.argvs())
 	}
 	// Assertions come before the channel snaps.
 	cmds := ft.argvs()
-	if slices.Index(cmds, "snap ack /dev/stdin") > slices.Index(cmds, "snap install --channel=stable core22") {
+	if slices.Index(cmds, "snap ack "+snapStoreAssertionsPath) > slices.Index(cmds, "snap install --channel=stable core22") {
 		t.Errorf("order: %q", cmds)
 	}
 

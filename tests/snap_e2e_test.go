@@ -26,6 +26,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -215,7 +216,7 @@ func (l *snapLockedBuffer) String() string {
 
 // writeSnapAgentConfig writes a config for a test agent: loopback port,
 // state in dir, its own proxy port on the bridge, its own LXD label.
-func writeSnapAgentConfig(t testing.TB, dir string, port, proxyPort int) string {
+func writeSnapAgentConfig(t testing.TB, dir string, port, proxyPort int, proxyExtra ...string) string {
 	t.Helper()
 	conf := fmt.Sprintf(`[builder]
 architectures = [%q]
@@ -227,6 +228,7 @@ abort_timeout = "120s"
 
 [proxy]
 port = %d
+%s
 
 [lxd]
 bridge = "lpbuilddbr0"
@@ -239,7 +241,7 @@ ready_timeout = "120s"
 %s
 [log]
 level = "debug"
-`, snapE2EArch, port, dir, proxyPort, snapE2EProfile, snapE2ELXDExtra)
+`, snapE2EArch, port, dir, proxyPort, strings.Join(proxyExtra, "\n"), snapE2EProfile, snapE2ELXDExtra)
 	p := filepath.Join(dir, "buildd-agent.toml")
 	if err := os.WriteFile(p, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
@@ -250,13 +252,13 @@ level = "debug"
 // snapE2ELXDExtra is appended to [lxd]: the tests' own instance label.
 var snapE2ELXDExtra = fmt.Sprintf("instance = %q\n", snapE2EInstance)
 
-func startSnapAgent(t testing.TB) *snapAgent {
+func startSnapAgent(t testing.TB, proxyExtra ...string) *snapAgent {
 	t.Helper()
 	bin := snapE2EBinary(t)
 	a := &snapAgent{stateDir: t.TempDir(), output: &snapLockedBuffer{}, exited: make(chan struct{})}
 	port := snapFreePort(t, "127.0.0.1")
 	a.proxyPort = snapFreePort(t, "10.10.10.1")
-	a.config = writeSnapAgentConfig(t, a.stateDir, port, a.proxyPort)
+	a.config = writeSnapAgentConfig(t, a.stateDir, port, a.proxyPort, proxyExtra...)
 	a.url = fmt.Sprintf("http://127.0.0.1:%d", port)
 	a.cmd = exec.Command(bin, "run", "--config", a.config)
 	a.cmd.Stdout, a.cmd.Stderr = a.output, a.output
@@ -417,7 +419,21 @@ func TestSnapE2EFromTag(t *testing.T) {
 	commit := f.repo.Commit(t, "hello 1.0")
 	f.repo.AnnotatedTag(t, "1.0", "release 1.0")
 
-	a := startSnapAgent(t)
+	// A snap store proxy ([proxy] snapstore): the agent fetches its
+	// assertions on the host and acks them in the target.
+	var storeHits atomic.Int32
+	store := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v2/auth/store/assertions" {
+			http.NotFound(w, r)
+			return
+		}
+		storeHits.Add(1)
+		w.Header().Set("X-Assertion-Store-Id", "snape2e-store")
+		io.WriteString(w, "type: account-key\n\nsignature\n")
+	}))
+	t.Cleanup(store.Close)
+
+	a := startSnapAgent(t, fmt.Sprintf("snapstore = %q", store.URL+"/"))
 	a.ensureChroot(t, f)
 	args := f.buildArgs("refs/tags/1.0")
 	a.startBuild(t, f, "SNAPBUILD-1", args)
@@ -474,10 +490,14 @@ func TestSnapE2EFromTag(t *testing.T) {
 		t.Errorf("log does not start with the build URL, once:\n%.300s", log)
 	}
 	for _, want := range []string{"RUN: snapcraft pull\n", "RUN: snap install --classic --channel=8.x/stable snapcraft\n",
-		"RUN: sha512sum hello_1.0_amd64.snap\n", "Revoking proxy token...\n", "GET " + f.origin.URL + "/payload"} {
+		"RUN: sha512sum hello_1.0_amd64.snap\n", "Revoking proxy token...\n", "GET " + f.origin.URL + "/payload",
+		"RUN: snap ack /tmp/snap-store-proxy.assertions\n", "RUN: snap set core proxy.store=snape2e-store\n"} {
 		if !strings.Contains(log, want) {
 			t.Errorf("log lacks %q", want)
 		}
+	}
+	if storeHits.Load() != 1 {
+		t.Errorf("snap store proxy assertions fetched %d times, want 1", storeHits.Load())
 	}
 	if strings.Contains(log, snapE2EPass) {
 		t.Errorf("the build log shows the proxy password")
