@@ -323,7 +323,7 @@ func (m *SnapManager) install(ctx context.Context, b *ContainerBuild) *Failure {
 			continue // needs --classic, below
 		}
 		ch := "--channel=" + a.Channels[s]
-		if f := b.Run(ctx, BuildPackageFail, target.Command{Args: []string{"snap", "install", ch, s}}); f != nil {
+		if f := snapInstall(ctx, b, ch, s); f != nil {
 			return f
 		}
 		// A snap preinstalled in the image needs a refresh to change channel.
@@ -332,7 +332,7 @@ func (m *SnapManager) install(ctx context.Context, b *ContainerBuild) *Failure {
 		}
 	}
 	if ch, ok := a.Channels["snapcraft"]; ok {
-		if f := b.Run(ctx, BuildPackageFail, target.Command{Args: []string{"snap", "install", "--classic", "--channel=" + ch, "snapcraft"}}); f != nil {
+		if f := snapInstall(ctx, b, "--classic", "--channel="+ch, "snapcraft"); f != nil {
 			return f
 		}
 	}
@@ -399,4 +399,21 @@ func (m *SnapManager) snapcraft(ctx context.Context, b *ContainerBuild) *Failure
 		}
 	}
 	return nil
+}
+
+// snapInstallAttempts: the reference's LXD backend tries `snap install` up
+// to three times, working around a snapd/udev race on first use.
+const snapInstallAttempts = 3
+
+// snapInstall runs `snap install args...`, retrying a failure (not an
+// abort, not a target that cannot run commands) like the reference.
+func snapInstall(ctx context.Context, b *ContainerBuild, args ...string) *Failure {
+	var f *Failure
+	for i := 0; i < snapInstallAttempts; i++ {
+		f = b.Run(ctx, BuildPackageFail, target.Command{Args: append([]string{"snap", "install"}, args...)})
+		if f == nil || f.Status != BuildPackageFail {
+			return f
+		}
+	}
+	return f
 }

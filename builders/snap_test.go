@@ -857,3 +857,37 @@ func TestAddURLSecrets(t *testing.T) {
 		}
 	}
 }
+
+func TestSnapInstallRetries(t *testing.T) {
+	installSeams(t)
+	tries := 0
+	ft, fe, res := runSnap(t, baseArgs(), func(ft *fakeTarget, fe *fakeEnv) {
+		inner := ft.onRun
+		ft.onRun = func(c recordedCommand) fakeRun {
+			if strings.Join(c.Args, " ") == "snap install --channel=stable core22" {
+				tries++
+				if tries < 3 {
+					return fakeRun{code: 1}
+				}
+			}
+			return inner(c)
+		}
+	})
+	if res.Status != BuildOK || tries != 3 {
+		t.Errorf("status %s after %d tries\n%s", res.Status, tries, fe.logText())
+	}
+	_ = ft
+	// Three failures are an install failure.
+	_, fe, res = runSnap(t, baseArgs(), func(ft *fakeTarget, fe *fakeEnv) {
+		inner := ft.onRun
+		ft.onRun = func(c recordedCommand) fakeRun {
+			if len(c.Args) > 2 && c.Args[0] == "snap" && c.Args[1] == "install" && c.Args[2] == "--classic" {
+				return fakeRun{code: 1}
+			}
+			return inner(c)
+		}
+	})
+	if res.Status != BuildPackageFail || strings.Count(fe.logText(), "RUN: snap install --classic") != 3 {
+		t.Errorf("status %s\n%s", res.Status, fe.logText())
+	}
+}
