@@ -1,56 +1,23 @@
 package lxd
 
-import (
-	"encoding/binary"
-	"fmt"
-)
+import "github.com/buildd-agent/buildd-agent/rootfs"
 
-// File capabilities (security.capability) carried from a chroot tarball into
-// an LXD image. The image's rootfs is in host terms, and LXD shifts it (and
-// rewrites fcaps for the container's root) on the first start of an
-// unprivileged container, so every value is normalised to v2: a v3 value
-// made in some user namespace (its rootid foreign to this host) would
-// otherwise apply nowhere, or be refused.
+// capsToV2 normalises a file's capabilities (security.capability, v1, v2
+// or v3) carried from a chroot tarball into an LXD image to v2, keeping the
+// effective flag and dropping any v3 rootid. The image's rootfs is in host
+// terms and LXD shifts it (rewriting fcaps for the container's root) on the
+// first start of an unprivileged container, so a v2 value is what it
+// expects; a v3 value made in some other user namespace (a rootid foreign to
+// this host) would otherwise apply nowhere.
 //
-// TODO(lead): the rootfs package is to export the same codec
-// (rootfs.DecodeCaps + Caps.EncodeV2). The brief's layering rule forbids lxd
-// from importing rootfs, so this small copy stays here unless that rule is
-// relaxed; the switch is the one call in capsToV2.
-
-const (
-	vfsCapRevisionMask = 0xFF000000
-	vfsCapRevision1    = 0x01000000
-	vfsCapRevision2    = 0x02000000
-	vfsCapRevision3    = 0x03000000
-	vfsCapFlagsEff     = 0x000001
-	xattrCapsSzV1      = 12
-	xattrCapsSzV2      = 20
-	xattrCapsSzV3      = 24
-)
-
-// capsToV2 decodes a raw security.capability value (v1, v2 or v3) and
-// re-encodes it as v2 (rootid dropped), keeping the effective flag.
+// The codec is rootfs' (one implementation of the kernel's rules). This is
+// the one place lxd imports a sibling package rather than only
+// builders/target: rootfs imports nothing of ours but builders/target, so
+// no cycle can form.
 func capsToV2(raw []byte) ([]byte, error) {
-	if len(raw) < 4 {
-		return nil, fmt.Errorf("invalid file capabilities: %d bytes", len(raw))
+	c, err := rootfs.DecodeCaps(raw)
+	if err != nil {
+		return nil, err
 	}
-	magic := binary.LittleEndian.Uint32(raw)
-	rev, flags := magic&vfsCapRevisionMask, magic&^vfsCapRevisionMask
-	if flags&^vfsCapFlagsEff != 0 {
-		return nil, fmt.Errorf("invalid file capabilities: unknown flags %#x", flags)
-	}
-	want := map[uint32]int{vfsCapRevision1: xattrCapsSzV1, vfsCapRevision2: xattrCapsSzV2, vfsCapRevision3: xattrCapsSzV3}[rev]
-	if want == 0 {
-		return nil, fmt.Errorf("invalid file capabilities: unknown revision %#x", rev>>24)
-	}
-	if len(raw) != want {
-		return nil, fmt.Errorf("invalid file capabilities: revision %d with %d bytes", rev>>24, len(raw))
-	}
-	out := make([]byte, xattrCapsSzV2)
-	binary.LittleEndian.PutUint32(out, vfsCapRevision2|flags)
-	copy(out[4:12], raw[4:12]) // permitted and inheritable, caps 0-31
-	if rev != vfsCapRevision1 {
-		copy(out[12:20], raw[12:20]) // caps 32-63; v1 has none
-	}
-	return out, nil
+	return c.EncodeV2(), nil
 }

@@ -28,6 +28,14 @@ import (
 	"github.com/buildd-agent/buildd-agent/builders/target"
 )
 
+// security.capability layout constants, to build test values.
+const (
+	vfsCapRevision1 = 0x01000000
+	vfsCapRevision2 = 0x02000000
+	vfsCapRevision3 = 0x03000000
+	vfsCapFlagsEff  = 0x000001
+)
+
 func capsV(rev uint32, eff bool, perm0, inh0, perm1, inh1 uint32, rootid *uint32) []byte {
 	magic := rev
 	if eff {
