@@ -19,7 +19,7 @@ import (
 type record struct {
 	method, uri, proto string
 	referer, userAgent string
-	status             int // set by the handler goroutine before logging
+	status             atomic.Int32 // a tunnel may be logged by Stop while it is being set
 	bytes              atomic.Int64
 }
 
@@ -61,7 +61,7 @@ func formatAccess(t time.Time, rec *record) string {
 	}
 	return fmt.Sprintf("[%s] \"%s %s %s\" %d %s \"%s\" \"%s\"\n",
 		t.UTC().Format(accessTimeFormat), escape(rec.method), escape(rec.uri), escape(rec.proto),
-		rec.status, size, escape(ref), escape(ua))
+		rec.status.Load(), size, escape(ref), escape(ua))
 }
 
 // escape keeps one request on one line and quotes balanced.
@@ -88,9 +88,7 @@ func (p *Proxy) logAccess(rec *record) {
 	if p.stopped.Load() {
 		return
 	}
-	if rec.status == 0 {
-		rec.status = http.StatusBadGateway
-	}
+	rec.status.CompareAndSwap(0, http.StatusBadGateway)
 	line := p.mask.Replace(formatAccess(time.Now(), rec))
 	p.logMu.Lock()
 	defer p.logMu.Unlock()
@@ -110,7 +108,7 @@ type recordingWriter struct {
 func (w *recordingWriter) WriteHeader(code int) {
 	if !w.wrote && (code >= 200 || code == http.StatusSwitchingProtocols) {
 		w.wrote = true
-		w.rec.status = code
+		w.rec.status.Store(int32(code))
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
@@ -118,7 +116,7 @@ func (w *recordingWriter) WriteHeader(code int) {
 func (w *recordingWriter) Write(b []byte) (int, error) {
 	if !w.wrote {
 		w.wrote = true
-		w.rec.status = http.StatusOK
+		w.rec.status.Store(int32(http.StatusOK))
 	}
 	n, err := w.ResponseWriter.Write(b)
 	w.rec.bytes.Add(int64(n))

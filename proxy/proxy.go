@@ -348,7 +348,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer p.handlers.Done()
 	rec := newRecord(r)
 	if p.cutOff.Load() {
-		rec.status = http.StatusForbidden
+		rec.status.Store(int32(http.StatusForbidden))
 		body := "The builder proxy is closed: the build's network access ended (disable_proxy_after_pull or end of build).\n"
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("Connection", "close")
@@ -377,7 +377,7 @@ func (p *Proxy) connectDial(r *http.Request, _, addr string) (net.Conn, error) {
 	c, err := p.up.dialConnect(p.ctx, addr, r.Header)
 	if err == nil {
 		if rec := recordOf(r); rec != nil {
-			rec.status = http.StatusOK
+			rec.status.Store(int32(http.StatusOK))
 		}
 	}
 	return c, err
@@ -390,7 +390,7 @@ func (p *Proxy) connectError(w io.Writer, ctx *goproxy.ProxyCtx, err error) {
 	var refusal *upstreamRefusal
 	if errors.As(err, &refusal) {
 		if rec != nil {
-			rec.status = refusal.code
+			rec.status.Store(int32(refusal.code))
 		}
 		p.logger.Warn("builder proxy: upstream refused CONNECT", "target", ctx.Req.Host, "upstream", p.up.hostPort, "status", refusal.status)
 		h := refusal.header.Clone()
@@ -405,7 +405,7 @@ func (p *Proxy) connectError(w io.Writer, ctx *goproxy.ProxyCtx, err error) {
 		return
 	}
 	if rec != nil {
-		rec.status = http.StatusBadGateway
+		rec.status.Store(int32(http.StatusBadGateway))
 	}
 	msg := p.badGateway(ctx.Req, err)
 	fmt.Fprintf(w, "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(msg), msg)

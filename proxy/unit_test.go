@@ -206,7 +206,8 @@ func TestEnvAndSecrets(t *testing.T) {
 }
 
 func TestFormatAccess(t *testing.T) {
-	rec := &record{method: "GET", uri: `http://h/a"b`, proto: "HTTP/1.1", status: 200, userAgent: "curl/7.88.1"}
+	rec := &record{method: "GET", uri: `http://h/a"b`, proto: "HTTP/1.1", userAgent: "curl/7.88.1"}
+	rec.status.Store(200)
 	rec.bytes.Store(1234)
 	tm := time.Date(2026, 11, 28, 9, 5, 3, 0, time.FixedZone("X", 3600))
 	got := formatAccess(tm, rec)
@@ -214,7 +215,8 @@ func TestFormatAccess(t *testing.T) {
 	if got != want {
 		t.Errorf("formatAccess:\n got %q\nwant %q", got, want)
 	}
-	rec = &record{method: "CONNECT", uri: "h:443", proto: "HTTP/1.1", status: 502, referer: "r\n"}
+	rec = &record{method: "CONNECT", uri: "h:443", proto: "HTTP/1.1", referer: "r\n"}
+	rec.status.Store(502)
 	if got := formatAccess(tm, rec); !strings.Contains(got, `" 502 - "r\x0a" "-"`) {
 		t.Errorf("formatAccess: %q", got)
 	}
