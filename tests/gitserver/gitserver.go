@@ -88,6 +88,8 @@ func Start(t testing.TB) *Server {
 			"GIT_PROJECT_ROOT="+s.Base,
 			"GIT_HTTP_EXPORT_ALL=1",
 		),
+		// "Not a git repository" for a 404 test is expected, not news.
+		Stderr: io.Discard,
 	}
 	s.httpS = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.httpReqs.Add(1)
