@@ -88,6 +88,15 @@ func build(base string) (string, error) {
 	if err := os.Rename(tmp, out); err != nil {
 		return "", err
 	}
+	// Older stand-in tarballs (of other scripts or base chroots) are
+	// 100 MB each: keep only the current one.
+	if old, err := filepath.Glob(filepath.Join(dir, "standins-*.tar.gz")); err == nil {
+		for _, p := range old {
+			if p != out {
+				os.Remove(p)
+			}
+		}
+	}
 	return out, nil
 }
 
