@@ -632,6 +632,7 @@ func (b *Builder) newEnv(bd *build, w io.Writer) *builders.Env {
 			ProxyPort:         b.cfg.Proxy.Port,
 			StateDir:          b.cfg.Builder.StateDir,
 			SnapStoreProxyURL: b.cfg.Proxy.SnapStore,
+			AptProxyURL:       b.cfg.Proxy.Apt,
 		},
 	}
 }
