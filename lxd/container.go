@@ -25,8 +25,8 @@ import (
 )
 
 const (
-	// stopGrace is how long Stop lets the container shut down cleanly
-	// before it is killed.
+	// stopGrace bounds Stop's forced stop (LXD kills the container's init
+	// and waits for it).
 	stopGrace = 10 * time.Second
 	// killTimeout bounds KillProcesses' exec inside the container.
 	killTimeout = 30 * time.Second
@@ -824,9 +824,11 @@ func (c *Container) KillProcesses(ctx context.Context) error {
 	return nil
 }
 
-// Stop stops the container: cleanly within stopGrace, else by force. With
-// Spec.FastCleanup the manager does not call it; if it does, the container is
-// left as it is.
+// Stop stops the container by force. A build container is disposable: its
+// results have been copied out before Stop, and Remove follows, so a clean
+// shutdown (systemd stopping every unit, up to stopGrace) would only add
+// seconds to every build. With Spec.FastCleanup the manager does not call
+// it; if it does, the container is left as it is.
 func (c *Container) Stop(ctx context.Context) error {
 	if c.spec.FastCleanup {
 		logf(c.opts.Log, "fast_cleanup: leaving the container")
@@ -842,16 +844,10 @@ func (c *Container) Stop(ctx context.Context) error {
 	if inst.StatusCode == api.Stopped {
 		return nil
 	}
-	gctx, cancel := context.WithTimeout(ctx, stopGrace+5*time.Second)
-	op, err := c.h.srv.UpdateInstanceState(c.name, api.InstanceStatePut{Action: "stop", Timeout: int(stopGrace / time.Second)}, "")
-	err = waitOp(gctx, op, err)
-	cancel()
-	if err == nil {
-		return nil
-	}
-	c.h.log.Info("clean stop failed, forcing", "container", c.name, "err", err)
-	op, err = c.h.srv.UpdateInstanceState(c.name, api.InstanceStatePut{Action: "stop", Force: true, Timeout: -1}, "")
-	if err := waitOp(ctx, op, err); err != nil && !isNotFound(err) {
+	sctx, cancel := context.WithTimeout(ctx, stopGrace+5*time.Second)
+	defer cancel()
+	op, err := c.h.srv.UpdateInstanceState(c.name, api.InstanceStatePut{Action: "stop", Force: true, Timeout: -1}, "")
+	if err := waitOp(sctx, op, err); err != nil && !isNotFound(err) {
 		return fmt.Errorf("cannot stop container %q: %w", c.name, err)
 	}
 	return nil
