@@ -177,24 +177,6 @@ func tinyImage(t testing.TB, typ string) target.Image {
 	return target.Image{Path: p, SHA1: sum, Type: typ}
 }
 
-// syncBuffer is a build log safe for concurrent writers.
-type syncBuffer struct {
-	mu  chan struct{}
-	buf bytes.Buffer
-}
-
-func newSyncBuffer() *syncBuffer { return &syncBuffer{mu: make(chan struct{}, 1)} }
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu <- struct{}{}
-	defer func() { <-b.mu }()
-	return b.buf.Write(p)
-}
-func (b *syncBuffer) String() string {
-	b.mu <- struct{}{}
-	defer func() { <-b.mu }()
-	return b.buf.String()
-}
-
 func makeTarget(t testing.TB, h *Host, spec target.Spec, log io.Writer) *Container {
 	t.Helper()
 	tgt, err := h.Factory()(context.Background(), spec, target.Options{Log: log, ReadyTimeout: 90 * time.Second})
@@ -234,7 +216,7 @@ func TestContainer(t *testing.T) {
 	cfg := testConfig(t, 101)
 	h := newTestHost(t, cfg)
 	ctx := context.Background()
-	log := newSyncBuffer()
+	log := &testenv.SyncBuffer{}
 	c := makeTarget(t, h, target.Spec{BuildID: "1-1", Series: "bookworm", Arch: "amd64"}, log)
 	t.Cleanup(func() { _ = c.Stop(ctx); _ = c.Remove(ctx) })
 	start := time.Now()
@@ -557,7 +539,7 @@ func TestFastCleanupAndCache(t *testing.T) {
 	img := tinyImage(t, "chroot")
 	raw := rawClient(t)
 
-	log := newSyncBuffer()
+	log := &testenv.SyncBuffer{}
 	fast := makeTarget(t, h, target.Spec{BuildID: "2-1", Series: "bookworm", Arch: "amd64", FastCleanup: true}, log)
 	if err := fast.Create(ctx, img); err != nil {
 		t.Fatalf("Create: %v\n%s", err, log)
@@ -575,7 +557,7 @@ func TestFastCleanupAndCache(t *testing.T) {
 		t.Errorf("log lacks the fast_cleanup line:\n%s", log)
 	}
 
-	log = newSyncBuffer()
+	log = &testenv.SyncBuffer{}
 	def := makeTarget(t, h, target.Spec{BuildID: "2-2", Series: "bookworm", Arch: "amd64"}, log)
 	if err := def.Create(ctx, img); err != nil {
 		t.Fatalf("Create: %v\n%s", err, log)
@@ -673,7 +655,7 @@ func TestPrivileged(t *testing.T) {
 	cfg := testConfig(t, 104)
 	h := newTestHost(t, cfg)
 	ctx := context.Background()
-	log := newSyncBuffer()
+	log := &testenv.SyncBuffer{}
 	c := makeTarget(t, h, target.Spec{BuildID: "4-1", Series: "bookworm", Arch: "amd64", Privileged: true}, log)
 	t.Cleanup(func() { _ = c.Stop(ctx); _ = c.Remove(ctx) })
 	if err := c.Create(ctx, chrootImage(t)); err != nil {
@@ -702,7 +684,7 @@ func TestStartFailureIsReported(t *testing.T) {
 	cfg := testConfig(t, 105)
 	h := newTestHost(t, cfg)
 	ctx := context.Background()
-	log := newSyncBuffer()
+	log := &testenv.SyncBuffer{}
 	tgt, err := h.Factory()(ctx, target.Spec{BuildID: "5-1", Series: "bookworm", Arch: "amd64"}, target.Options{Log: log, ReadyTimeout: 20 * time.Second})
 	if err != nil {
 		t.Fatal(err)

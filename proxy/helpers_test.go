@@ -2,13 +2,13 @@ package proxy
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/sha1"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"github.com/buildd-agent/buildd-agent/tests/testenv"
 	"io"
 	"log"
 	"log/slog"
@@ -33,24 +33,6 @@ const (
 	testUser = "buildjob-1234"
 	testPass = "s3cr3t+t0k/en:w@rd%x"
 )
-
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // patternReader yields a deterministic pseudo-random stream.
 func patternReader(seed uint64, n int64) io.Reader {
@@ -153,8 +135,8 @@ type world struct {
 	squid      *squidtest.Server
 	upstream   string // proxy_url
 	revocation *revocationServer
-	buildLog   *syncBuffer
-	agentLog   *syncBuffer
+	buildLog   *testenv.SyncBuffer
+	agentLog   *testenv.SyncBuffer
 	proxy      *Proxy
 }
 
@@ -195,7 +177,7 @@ func newOrigins(t testing.TB) (*httptest.Server, *httptest.Server) {
 // newWorld starts everything; cfg tweaks the proxy's config before Start.
 func newWorld(t *testing.T, tweak func(*Config)) *world {
 	t.Helper()
-	w := &world{t: t, buildLog: &syncBuffer{}, agentLog: &syncBuffer{}}
+	w := &world{t: t, buildLog: &testenv.SyncBuffer{}, agentLog: &testenv.SyncBuffer{}}
 	w.origin, w.tlsOrigin = newOrigins(t)
 	w.squid = squidtest.Start(t, squidtest.Options{Users: map[string]string{testUser: testPass, "other": "other-secret-9876"}})
 	w.upstream = w.squid.URL(testUser)

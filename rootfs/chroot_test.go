@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,24 +18,6 @@ import (
 	"github.com/buildd-agent/buildd-agent/tests/testenv"
 	"golang.org/x/sys/unix"
 )
-
-// syncBuffer is a goroutine-safe build log.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // searchableTempDir is a t.TempDir the namespace's root (an unprivileged
 // host uid) can traverse.
@@ -70,7 +51,7 @@ func TestChrootTarget(t *testing.T) {
 	// An empty user: the factory adds a range for it.
 	os.WriteFile(subuid, []byte("other:100000:65536\n"), 0o644)
 	os.WriteFile(subgid, []byte("other:100000:65536\n"), 0o644)
-	log := &syncBuffer{}
+	log := &testenv.SyncBuffer{}
 	factory := NewChrootFactory(ChrootConfig{BuildHome: filepath.Join(home, "builds"), IDMapUser: "root",
 		SubUIDFile: subuid, SubGIDFile: subgid, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	ctx := context.Background()

@@ -23,7 +23,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -72,24 +71,7 @@ func agentE2EFreePort(t *testing.T) int {
 type agentDaemon struct {
 	url      string
 	stateDir string
-	output   *agentE2EOutput
-}
-
-type agentE2EOutput struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *agentE2EOutput) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *agentE2EOutput) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	output   *testenv.SyncBuffer
 }
 
 // startAgentDaemon runs `buildd-agent run --config F` on a free loopback
@@ -120,7 +102,7 @@ func startAgentDaemon(t *testing.T, bin string, mutate func(*agent.Config)) *age
 		if err := os.WriteFile(cfgPath, buf.Bytes(), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		d := &agentDaemon{url: fmt.Sprintf("http://127.0.0.1:%d", cfg.Builder.Port), stateDir: cfg.Builder.StateDir, output: &agentE2EOutput{}}
+		d := &agentDaemon{url: fmt.Sprintf("http://127.0.0.1:%d", cfg.Builder.Port), stateDir: cfg.Builder.StateDir, output: &testenv.SyncBuffer{}}
 		cmd := exec.Command(bin, "run", "--config", cfgPath)
 		cmd.Stdout, cmd.Stderr = d.output, d.output
 		if err := cmd.Start(); err != nil {

@@ -37,23 +37,6 @@ import (
 	"github.com/buildd-agent/buildd-agent/tests/testenv"
 )
 
-type proxyLXDLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *proxyLXDLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *proxyLXDLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func TestBuilderProxyFromLXDContainer(t *testing.T) {
 	testenv.RequireLXD(t)
 	testenv.RequireCommand(t, "squid")
@@ -109,7 +92,7 @@ func TestBuilderProxyFromLXDContainer(t *testing.T) {
 			c.Disconnect()
 		}
 	})
-	buildLog := &proxyLXDLog{}
+	buildLog := &testenv.SyncBuffer{}
 	tgt, err := host.Factory()(ctx, target.Spec{BuildID: "proxy-1", Series: "bookworm", Arch: "amd64"},
 		target.Options{Log: buildLog, ReadyTimeout: 90 * time.Second})
 	if err != nil {

@@ -193,25 +193,8 @@ type snapAgent struct {
 	proxyPort int
 	config    string
 	cmd       *exec.Cmd
-	output    *snapLockedBuffer
+	output    *testenv.SyncBuffer
 	exited    chan struct{}
-}
-
-type snapLockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *snapLockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *snapLockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // writeSnapAgentConfig writes a config for a test agent: loopback port,
@@ -255,7 +238,7 @@ var snapE2ELXDExtra = fmt.Sprintf("instance = %q\n", snapE2EInstance)
 func startSnapAgent(t testing.TB, proxyExtra ...string) *snapAgent {
 	t.Helper()
 	bin := snapE2EBinary(t)
-	a := &snapAgent{stateDir: t.TempDir(), output: &snapLockedBuffer{}, exited: make(chan struct{})}
+	a := &snapAgent{stateDir: t.TempDir(), output: &testenv.SyncBuffer{}, exited: make(chan struct{})}
 	port := snapFreePort(t, "127.0.0.1")
 	a.proxyPort = snapFreePort(t, "10.10.10.1")
 	a.config = writeSnapAgentConfig(t, a.stateDir, port, a.proxyPort, proxyExtra...)

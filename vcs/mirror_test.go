@@ -3,6 +3,7 @@ package vcs
 import (
 	"bytes"
 	"context"
+	"github.com/buildd-agent/buildd-agent/tests/testenv"
 	"os"
 	"path/filepath"
 	"strings"
@@ -95,7 +96,7 @@ func TestMirrorCache(t *testing.T) {
 
 	// Concurrent builds of one repository share the mirror safely.
 	var wg sync.WaitGroup
-	var shared syncBuffer
+	var shared testenv.SyncBuffer
 	errs := make([]error, 4)
 	revs := make([]string, 4)
 	for i := range errs {

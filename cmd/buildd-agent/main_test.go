@@ -14,7 +14,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -134,29 +133,11 @@ func freePort(t *testing.T, host string) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// lockedBuffer collects a process's output while the test reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // agentProcess is a running `buildd-agent run`.
 type agentProcess struct {
 	base   string // http://host:port
 	cmd    *exec.Cmd
-	stderr *lockedBuffer
+	stderr *testenv.SyncBuffer
 	exited chan struct{} // closed when it has exited (cmd.ProcessState is then set)
 }
 
@@ -181,7 +162,7 @@ func startAgentIn(t *testing.T, dir, host string, extraEnv ...string) *agentProc
 		host, port, filepath.Join(dir, "state")), 0o644)
 	p := &agentProcess{
 		cmd:    exec.Command(agentBinary, "run", "--config", config),
-		stderr: &lockedBuffer{},
+		stderr: &testenv.SyncBuffer{},
 		exited: make(chan struct{}),
 		base:   "http://" + net.JoinHostPort(host, fmt.Sprint(port)),
 	}
@@ -333,7 +314,7 @@ func TestRunAsUser(t *testing.T) {
 	cmd := exec.Command(agentBinary, "run", "--config", config)
 	cmd.Env = []string{"HOME=" + home, "PATH=/usr/bin:/bin"}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
-	stderr := &lockedBuffer{}
+	stderr := &testenv.SyncBuffer{}
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@
 package testenv
 
 import (
+	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -92,4 +93,24 @@ func ChrootTarball(t testing.TB) string {
 		t.Fatalf("cannot build the test chroot tarball: %v", chrootErr)
 	}
 	return chrootPath
+}
+
+// SyncBuffer is a bytes.Buffer that goroutines may share: the sink for a
+// build log or a child process's output while the test reads it.
+type SyncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Write(p)
+}
+
+// String returns everything written so far.
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.String()
 }
