@@ -769,26 +769,44 @@ func TestSnapE2ELocalBuild(t *testing.T) {
 		t.Errorf("revocations = %q", f.revoked())
 	}
 
-	// A package failure exits 1; this one runs on the chroot backend (the
-	// user-namespace chroot of package rootfs), whose builder proxy
-	// listens on loopback.
+	// The same manager on the chroot backend (the user-namespace chroot of
+	// package rootfs, whose builder proxy listens on loopback): first a good
+	// build of the same commit, then a package failure, which exits 1.
+	chrootBuild := func() (out string, combined []byte, err error) {
+		out = filepath.Join(t.TempDir(), "out")
+		// The chroot's mapped root must be able to reach its build
+		// directory: no 0700 test directory on the way.
+		state, err := os.MkdirTemp("", "snape2e-chroot-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(state) })
+		if err := os.Chmod(state, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		conf := writeSnapAgentConfig(t, state, snapFreePort(t, "127.0.0.1"), snapFreePort(t, "127.0.0.1"))
+		cmd := exec.Command(bin, "build", "snap", "--config", conf, "--backend", "chroot", "--git-repository", f.repo.URL(), "--chroot", f.chrootPath,
+			"--channel", "snapcraft=8.x/stable", "--proxy-url", f.upstream, "--series", snapE2ESeries, "--output", out)
+		combined, err = cmd.CombinedOutput()
+		return out, combined, err
+	}
+	outOK, outb, err := chrootBuild()
+	if err != nil {
+		t.Fatalf("chroot backend build: %v\n%s", err, outb)
+	}
+	if data, _ := os.ReadFile(filepath.Join(outOK, "summary.json")); !bytes.Contains(data, []byte(`"status": "BuildStatus.OK"`)) || !bytes.Contains(data, []byte(commit)) {
+		t.Errorf("chroot backend summary: %s", data)
+	}
+	if snap, err := os.ReadFile(filepath.Join(outOK, "hello_5.0_amd64.snap")); err != nil || !bytes.HasPrefix(snap, []byte("hsqs")) {
+		t.Errorf("chroot backend snap: %v (want a squashfs)", err)
+	}
+	if strings.Contains(string(outb), snapE2EPass) {
+		t.Errorf("the terminal shows the proxy password (chroot backend)")
+	}
+
 	f.repo.WriteFile(t, "snap/snapcraft.yaml", f.snapcraftYAML("5.1", "standin-fail-build: 1"))
 	f.repo.Commit(t, "broken")
-	out2 := filepath.Join(t.TempDir(), "out")
-	// The chroot's mapped root must be able to reach its build directory:
-	// no 0700 test directory on the way.
-	state2, err := os.MkdirTemp("", "snape2e-chroot-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(state2) })
-	if err := os.Chmod(state2, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	conf2 := writeSnapAgentConfig(t, state2, snapFreePort(t, "127.0.0.1"), snapFreePort(t, "127.0.0.1"))
-	cmd = exec.Command(bin, "build", "snap", "--config", conf2, "--backend", "chroot", "--git-repository", f.repo.URL(), "--chroot", f.chrootPath,
-		"--channel", "snapcraft=8.x/stable", "--proxy-url", f.upstream, "--series", snapE2ESeries, "--output", out2)
-	outb, err := cmd.CombinedOutput()
+	out2, outb, err := chrootBuild()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
 		t.Errorf("package failure: err %v, want exit status 1\n%s", err, outb)
 	}
