@@ -43,6 +43,10 @@ type BuilderConfig struct {
 	// at start and then daily (launchpad-buildd's cron: two days); "0s"
 	// keeps them forever.
 	FileCacheMaxAge Duration `toml:"file_cache_max_age"`
+	// GitMirrorMaxBytes bounds the git mirror cache under
+	// <state_dir>/git-mirrors: the least recently used mirrors are removed
+	// past it, at start and then daily; 0 keeps them all.
+	GitMirrorMaxBytes int64 `toml:"git_mirror_max_bytes"`
 	// Backend is the default target for container managers: "lxd" or "chroot".
 	Backend string `toml:"backend"`
 	// AbortTimeout is how long abort waits for a build to stop before it

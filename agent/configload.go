@@ -239,6 +239,9 @@ func (c *configChecker) validate(cfg *Config) {
 	}
 	c.oneOf("builder.backend", b.Backend, []string{"lxd", "chroot"})
 	c.positive("builder.abort_timeout", b.AbortTimeout)
+	if b.GitMirrorMaxBytes < 0 {
+		c.add("builder.git_mirror_max_bytes", "must not be negative (0 keeps every mirror)")
+	}
 	if b.FileCacheMaxAge.Duration < 0 {
 		c.add("builder.file_cache_max_age", "must not be negative (0 keeps files forever)")
 	}

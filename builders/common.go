@@ -790,7 +790,7 @@ func (b *ContainerBuild) FetchGit(ctx context.Context, repository, ref, dest, up
 	tree := filepath.Join(work, "tree")
 	mirror := ""
 	if b.Env.Config.StateDir != "" {
-		mirror = filepath.Join(b.Env.Config.StateDir, "git-mirrors")
+		mirror = GitMirrorDir(b.Env.Config.StateDir)
 	}
 	rev, err := CheckoutFunc(ctx, repository, ref, tree, CheckoutOptions{ProxyURL: upstreamProxy, MirrorDir: mirror, Log: b.Log})
 	if err != nil {
@@ -1010,6 +1010,10 @@ func startBuilderProxy(ctx context.Context, cfg ProxyConfig) (BuilderProxy, erro
 	}
 	return p, nil
 }
+
+// GitMirrorDir is where builds keep bare mirrors of the repositories they
+// fetch (the agent prunes it by size).
+func GitMirrorDir(stateDir string) string { return filepath.Join(stateDir, "git-mirrors") }
 
 // checkoutGit is CheckoutFunc on package vcs.
 func checkoutGit(ctx context.Context, repository, ref, dir string, opts CheckoutOptions) (string, error) {

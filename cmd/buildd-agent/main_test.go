@@ -388,6 +388,49 @@ func TestRunPrunesFileCache(t *testing.T) {
 	}
 }
 
+// At start the daemon also keeps the git mirror cache under
+// git_mirror_max_bytes, removing the least recently used mirrors.
+func TestRunPrunesGitMirrors(t *testing.T) {
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	mirrors := filepath.Join(state, "git-mirrors")
+	for i, name := range []string{"old", "new"} {
+		pack := filepath.Join(mirrors, name+".git", "objects", "pack")
+		if err := os.MkdirAll(pack, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(pack, "pack-1.pack"), make([]byte, 64<<10), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		used := time.Now().Add(time.Duration(i-2) * time.Hour)
+		os.WriteFile(filepath.Join(mirrors, name+".lock"), nil, 0o644)
+		os.Chtimes(filepath.Join(mirrors, name+".lock"), used, used)
+	}
+	config := filepath.Join(dir, "buildd-agent.toml")
+	os.WriteFile(config, fmt.Appendf(nil, "[builder]\nport = %d\nstate_dir = %q\nbackend = \"chroot\"\ngit_mirror_max_bytes = %d\n",
+		freePort(t, "127.0.0.1"), state, 100<<10), 0o644)
+	cmd := exec.Command(agentBinary, "run", "--config", config)
+	stderr := &testenv.SyncBuffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	// Pruning runs beside serving: wait for it (bounded).
+	for i := 0; ; i++ {
+		if _, err := os.Stat(filepath.Join(mirrors, "old.git")); os.IsNotExist(err) {
+			break
+		}
+		if i > 3000 {
+			t.Fatalf("least recently used mirror not pruned: %s", stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := os.Stat(filepath.Join(mirrors, "new.git")); err != nil {
+		t.Errorf("the recently used mirror was pruned too: %v", err)
+	}
+}
+
 // A download in flight when the agent is killed leaves a temporary file;
 // the next start removes it.
 func TestRunRemovesTemporariesOfKilledAgent(t *testing.T) {

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/buildd-agent/buildd-agent/agent"
+	"github.com/buildd-agent/buildd-agent/builders"
+	"github.com/buildd-agent/buildd-agent/vcs"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 )
@@ -103,6 +105,9 @@ func runAgent(ctx context.Context, cfg *agent.Config, logger *slog.Logger) error
 	if b.FileCacheMaxAge.Duration > 0 {
 		go pruneFileCache(ctx, pruneCache, b.FileCacheMaxAge.Duration, logger)
 	}
+	if b.GitMirrorMaxBytes > 0 {
+		go pruneGitMirrors(ctx, builders.GitMirrorDir(b.StateDir), b.GitMirrorMaxBytes, logger)
+	}
 	if b.MetricsAddress != "" {
 		stopMetrics, err := serveMetrics(b.MetricsAddress, logger)
 		if err != nil {
@@ -147,6 +152,23 @@ func pruneFileCache(ctx context.Context, cache *agent.FileCache, maxAge time.Dur
 			logger.Warn("cannot prune the file cache", "error", err)
 		} else if n > 0 {
 			logger.Info("pruned the file cache", "removed", n, "max_age", maxAge.String())
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// pruneGitMirrors keeps the git mirror cache under maxBytes, now and daily
+// (least recently used mirrors go first; one in use is skipped).
+func pruneGitMirrors(ctx context.Context, dir string, maxBytes int64, logger *slog.Logger) {
+	tick := time.NewTicker(24 * time.Hour)
+	defer tick.Stop()
+	for {
+		if err := vcs.PruneMirrors(dir, maxBytes); err != nil && !errors.Is(err, os.ErrNotExist) {
+			logger.Warn("cannot prune the git mirror cache", "error", err)
 		}
 		select {
 		case <-ctx.Done():
