@@ -76,64 +76,90 @@ func Decompress(r io.Reader) (io.ReadCloser, Compression, error) {
 
 // readAhead decompresses in its own goroutine, a few MiB ahead of the
 // consumer, so that decompression (one core) and extraction syscalls
-// (another) overlap, as `tar -xz` does with its gzip child.
+// (another) overlap, as `tar -xz` does with its gzip child. The consumer
+// copies out of the current chunk without any synchronisation and only
+// meets the producer once per chunk: the tar reader's many small reads
+// (512-byte headers) cost no goroutine hand-off each, as an io.Pipe's do.
 func readAhead(r io.Reader) io.ReadCloser {
-	pr, pw := io.Pipe()
-	ch := make(chan []byte, 8)
-	free := make(chan []byte, 10)
-	for range 10 {
-		free <- make([]byte, 512<<10)
+	const chunks, chunkSize = 10, 512 << 10
+	a := &aheadReader{
+		ch:   make(chan []byte, chunks),
+		free: make(chan []byte, chunks),
+		done: make(chan struct{}),
 	}
-	done := make(chan struct{})
-	var readErr error
+	for range chunks {
+		a.free <- make([]byte, chunkSize)
+	}
 	go func() {
-		defer close(ch)
+		defer close(a.ch)
 		for {
 			var buf []byte
 			select {
-			case buf = <-free:
-			case <-done:
+			case buf = <-a.free:
+			case <-a.done:
 				return
 			}
 			n, err := io.ReadFull(r, buf)
 			if n > 0 {
-				select {
-				case ch <- buf[:n]:
-				case <-done:
-					return
-				}
+				// ch has room for every chunk: this never blocks.
+				a.ch <- buf[:n]
 			}
 			if err != nil {
 				if err == io.EOF || err == io.ErrUnexpectedEOF {
 					err = nil
 				}
-				readErr = err // published by close(ch)
+				a.readErr = err // published by close(ch)
 				return
 			}
 		}
 	}()
-	go func() {
-		for buf := range ch {
-			if _, err := pw.Write(buf); err != nil {
-				return // the consumer closed: Close also stops the producer
-			}
-			free <- buf[:cap(buf)]
-		}
-		pw.CloseWithError(readErr)
-	}()
-	return &aheadReader{PipeReader: pr, done: done}
+	return a
 }
 
 type aheadReader struct {
-	*io.PipeReader
-	done   chan struct{}
+	ch, free chan []byte
+	done     chan struct{}
+	readErr  error // the producer's, valid once ch is closed
+
+	cur    []byte // unread part of the current chunk
+	chunk  []byte // the current chunk, to recycle
+	err    error  // sticky
 	closed bool
 }
 
+func (a *aheadReader) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	for len(a.cur) == 0 {
+		if a.err != nil {
+			return 0, a.err
+		}
+		if a.chunk != nil {
+			a.free <- a.chunk[:cap(a.chunk)]
+			a.chunk = nil
+		}
+		buf, ok := <-a.ch
+		if !ok {
+			a.err = a.readErr
+			if a.err == nil {
+				a.err = io.EOF
+			}
+			return 0, a.err
+		}
+		a.chunk, a.cur = buf, buf
+	}
+	n := copy(p, a.cur)
+	a.cur = a.cur[n:]
+	return n, nil
+}
+
+// Close stops the producer (after its current read); later Reads fail.
 func (a *aheadReader) Close() error {
 	if !a.closed {
 		a.closed = true
 		close(a.done)
+		a.cur, a.chunk, a.err = nil, nil, io.ErrClosedPipe
 	}
-	return a.PipeReader.Close()
+	return nil
 }
