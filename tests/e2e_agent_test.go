@@ -152,17 +152,24 @@ func startAgentDaemon(t *testing.T, bin string, mutate func(*agent.Config)) *age
 // call is one XML-RPC call as buildd-manager makes it. A fault is returned
 // as *agent.Fault; transport problems as other errors.
 func (d *agentDaemon) call(method string, params ...any) (any, error) {
+	return rpcCall(d.url, method, params...)
+}
+
+// rpcCall posts one XML-RPC call to base+"/rpc" as buildd-manager does and
+// decodes the answer; the e2e tests of every manager share it.
+func rpcCall(base, method string, params ...any) (any, error) {
 	body, err := agent.AppendRequest(nil, method, params...)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := http.Post(d.url+"/rpc", "text/xml", bytes.NewReader(body))
+	resp, err := http.Post(base+"/rpc", "text/xml", bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		return nil, fmt.Errorf("HTTP %s", resp.Status)
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		return nil, fmt.Errorf("HTTP %s: %s", resp.Status, b)
 	}
 	if ct := resp.Header.Get("Content-Type"); ct != "text/xml; charset=utf-8" {
 		return nil, fmt.Errorf("Content-Type %q", ct)

@@ -30,7 +30,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/buildd-agent/buildd-agent/agent"
 	"github.com/buildd-agent/buildd-agent/tests/gitserver"
 	"github.com/buildd-agent/buildd-agent/tests/squidtest"
 	"github.com/buildd-agent/buildd-agent/tests/standins"
@@ -282,20 +281,7 @@ func startSnapAgent(t testing.TB, proxyExtra ...string) *snapAgent {
 }
 
 func (a *snapAgent) callErr(method string, params ...any) (any, error) {
-	body, err := agent.AppendRequest(nil, method, params...)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := http.Post(a.url+"/rpc", "text/xml", bytes.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		return nil, fmt.Errorf("HTTP %s: %s", resp.Status, b)
-	}
-	return agent.DecodeResponse(resp.Body)
+	return rpcCall(a.url, method, params...)
 }
 
 func (a *snapAgent) call(t testing.TB, method string, params ...any) any {
