@@ -50,53 +50,44 @@ type MountFlags struct {
 	Recursive bool
 }
 
-func (f MountFlags) attrs() uint64 {
-	var a uint64
-	if f.ReadOnly {
-		a |= unix.MOUNT_ATTR_RDONLY
-	}
-	if f.NoSuid {
-		a |= unix.MOUNT_ATTR_NOSUID
-	}
-	if f.NoDev {
-		a |= unix.MOUNT_ATTR_NODEV
-	}
-	if f.NoExec {
-		a |= unix.MOUNT_ATTR_NOEXEC
+// mountFlagBits is each MountFlags attribute in the three vocabularies
+// the kernel speaks: mount_setattr, mount(2) and statfs.
+var mountFlagBits = []struct {
+	on   func(MountFlags) bool
+	attr uint64
+	ms   uintptr
+	st   int64
+}{
+	{func(f MountFlags) bool { return f.ReadOnly }, unix.MOUNT_ATTR_RDONLY, unix.MS_RDONLY, unix.ST_RDONLY},
+	{func(f MountFlags) bool { return f.NoSuid }, unix.MOUNT_ATTR_NOSUID, unix.MS_NOSUID, unix.ST_NOSUID},
+	{func(f MountFlags) bool { return f.NoDev }, unix.MOUNT_ATTR_NODEV, unix.MS_NODEV, unix.ST_NODEV},
+	{func(f MountFlags) bool { return f.NoExec }, unix.MOUNT_ATTR_NOEXEC, unix.MS_NOEXEC, unix.ST_NOEXEC},
+}
+
+// attrs, msFlags and stFlags are f for mount_setattr, mount(2) and statfs.
+func (f MountFlags) attrs() (a uint64) {
+	for _, b := range mountFlagBits {
+		if b.on(f) {
+			a |= b.attr
+		}
 	}
 	return a
 }
 
-func (f MountFlags) msFlags() uintptr {
-	var m uintptr
-	if f.ReadOnly {
-		m |= unix.MS_RDONLY
-	}
-	if f.NoSuid {
-		m |= unix.MS_NOSUID
-	}
-	if f.NoDev {
-		m |= unix.MS_NODEV
-	}
-	if f.NoExec {
-		m |= unix.MS_NOEXEC
+func (f MountFlags) msFlags() (m uintptr) {
+	for _, b := range mountFlagBits {
+		if b.on(f) {
+			m |= b.ms
+		}
 	}
 	return m
 }
 
-func (f MountFlags) stFlags() int64 {
-	var m int64
-	if f.ReadOnly {
-		m |= unix.ST_RDONLY
-	}
-	if f.NoSuid {
-		m |= unix.ST_NOSUID
-	}
-	if f.NoDev {
-		m |= unix.ST_NODEV
-	}
-	if f.NoExec {
-		m |= unix.ST_NOEXEC
+func (f MountFlags) stFlags() (m int64) {
+	for _, b := range mountFlagBits {
+		if b.on(f) {
+			m |= b.st
+		}
 	}
 	return m
 }
