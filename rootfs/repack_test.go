@@ -112,7 +112,7 @@ func TestRepackAcceptsDotSlashMembers(t *testing.T) {
 
 func TestRepackRefusesUnsafeMembers(t *testing.T) {
 	for name, entries := range map[string][]entry{
-		"dotdot": {{typ: tar.TypeReg, name: "chroot-autobuild/../etc/passwd"}},
+		"dotdot":   {{typ: tar.TypeReg, name: "chroot-autobuild/../etc/passwd"}},
 		"absolute": {{typ: tar.TypeReg, name: "/etc/passwd"}},
 		"outside prefix": {
 			{typ: tar.TypeDir, name: "chroot-autobuild/"},
