@@ -66,7 +66,7 @@ func New(cfg *Config, opts Options) (*Agent, error) {
 		}
 		cacheDir = filepath.Join(cfg.Builder.StateDir, "filecache")
 	}
-	cache, err := OpenFileCache(cacheDir, WithLogger(logger))
+	cache, err := OpenFileCache(cacheDir, WithLogger(logger), WithDownloadLimit(cfg.Limits.DownloadBytes))
 	if err != nil {
 		return nil, fmt.Errorf("cannot open file cache %q: %w", cacheDir, err)
 	}
@@ -78,7 +78,15 @@ func New(cfg *Config, opts Options) (*Agent, error) {
 		stateDir = filepath.Dir(cacheDir)
 	}
 	logPath := filepath.Join(stateDir, "buildlog")
-	blog, err := OpenBuildLog(logPath, cfg.Limits.LogBytes)
+	// The journal says whether a finished build (WAITING) survives this
+	// restart, and with it its log, which must then not be truncated.
+	jnl := newJournal(stateDir)
+	rec := loadJournal(jnl, logger)
+	openLog := OpenBuildLog
+	if rec != nil && rec.State == BuilderWaiting && rec.Log == logPath {
+		openLog = reopenBuildLog
+	}
+	blog, err := openLog(logPath, cfg.Limits.LogBytes)
 	if err != nil {
 		return nil, fmt.Errorf("cannot open build log %q: %w", logPath, err)
 	}
@@ -94,7 +102,12 @@ func New(cfg *Config, opts Options) (*Agent, error) {
 		cache:   cache,
 		log:     blog,
 		targets: opts.Targets,
+		journal: jnl,
 	})
+	a.builder.restore(rec)
+	// The restored state is the one on disk from now on (a BUILDING
+	// record becomes IDLE, so that a second crash does not sweep twice).
+	a.builder.persist()
 	a.metrics = newMetrics(a.builder.State)
 	a.builder.metrics = a.metrics
 	a.handler = a.routes()
@@ -142,6 +155,15 @@ func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 		return nil
 	}
 	return fmt.Errorf("cannot serve on %s: %w", ln.Addr(), err)
+}
+
+// Reload applies the values of cfg that can change while the agent runs
+// (SIGHUP): [limits] result_file_bytes, result_total_bytes,
+// download_bytes, min_free_bytes and [builder] shutdown_grace. The rest
+// needs a restart.
+func (a *Agent) Reload(cfg *Config) {
+	a.builder.SetLimits(LimitsFromConfig(cfg))
+	a.cache.SetDownloadLimit(cfg.Limits.DownloadBytes)
 }
 
 // Close stops a running build (its context is cancelled and its targets'

@@ -50,7 +50,8 @@ type resultCache interface {
 	EnsurePresent(ctx context.Context, sha1, url, user, password string) (bool, string)
 	Has(sha1 string) bool
 	Path(sha1 string) string
-	Store(r io.Reader) (string, error)
+	StoreResult(r io.Reader, limit int64) (StoredFile, error)
+	ModTime(sha1 string) (int64, bool)
 	Remove(sha1 string) error
 }
 
@@ -71,6 +72,11 @@ type builderDeps struct {
 	cache   resultCache
 	log     buildLogger
 	targets map[string]target.Factory
+	// journal records every state change (nil: none, in unit tests).
+	journal *journal
+	// freeSpace reports the free bytes of the file system holding a
+	// path (a seam for tests; statfs by default).
+	freeSpace func(path string) (uint64, error)
 }
 
 // Builder is the state machine IDLE → BUILDING → (ABORTING) → WAITING →
@@ -84,11 +90,35 @@ type Builder struct {
 	// idleStatus is status()'s whole response in IDLE, which never changes.
 	idleStatus preEncoded
 
+	// limits are the reloadable [limits] and [builder] values (SIGHUP).
+	limits atomic.Pointer[Limits]
+
 	mu       sync.Mutex
 	state    string
 	starting bool   // a build() is between its IDLE check and BUILDING
+	draining bool   // shutting down: build() is refused
 	gen      uint64 // numbers builds, for the logs
 	cur      *build // nil when IDLE
+}
+
+// Limits are the values a SIGHUP can change while the agent runs.
+type Limits struct {
+	ResultFileBytes  int64
+	ResultTotalBytes int64
+	MinFreeBytes     int64
+	DownloadBytes    int64
+	ShutdownGrace    time.Duration
+}
+
+// LimitsFromConfig picks the reloadable values out of a configuration.
+func LimitsFromConfig(cfg *Config) Limits {
+	return Limits{
+		ResultFileBytes:  cfg.Limits.ResultFileBytes,
+		ResultTotalBytes: cfg.Limits.ResultTotalBytes,
+		MinFreeBytes:     cfg.Limits.MinFreeBytes,
+		DownloadBytes:    cfg.Limits.DownloadBytes,
+		ShutdownGrace:    cfg.Builder.ShutdownGrace.Duration,
+	}
 }
 
 // build is one build from build() to clean().
@@ -105,6 +135,11 @@ type build struct {
 	// still does is dropped.
 	detached atomic.Bool
 
+	// proxyUse and proxyEndpoint are the manager's ProxyInfo, asked once
+	// at start (and journalled: a restored WAITING build has no manager).
+	proxyUse      bool
+	proxyEndpoint string
+
 	// Guarded by Builder.mu. files and extras are replaced, never
 	// modified, so status() can use a snapshot without copying.
 	result     builders.BuildStatus
@@ -113,6 +148,15 @@ type build struct {
 	extras     Struct // manager status extras
 	targets    []target.Target
 	abortTimer *time.Timer
+	// owned are the results this build put in the cache (they were not
+	// there before), with their modification time once stored: clean()
+	// removes only those, and only if no ensurepresent touched them since.
+	owned map[string]int64
+	// resultBytes is the total size of the results stored so far.
+	resultBytes int64
+	// overLimit: a result went over a [limits] size; the build is a
+	// PACKAGEFAIL whatever its manager says.
+	overLimit bool
 }
 
 func newBuilder(d builderDeps) *Builder {
@@ -125,6 +169,11 @@ func newBuilder(d builderDeps) *Builder {
 	if b.abortTimeout <= 0 {
 		b.abortTimeout = DefaultAbortTimeout
 	}
+	if b.freeSpace == nil {
+		b.freeSpace = statfsFree
+	}
+	lim := LimitsFromConfig(d.cfg)
+	b.limits.Store(&lim)
 	idle, err := AppendResponse(nil, Struct{{"builder_status", BuilderIdle}, {"builder_version", Version}})
 	if err != nil {
 		panic(err) // constant strings always serialise
@@ -314,9 +363,8 @@ func (b *Builder) rpcProxyInfo(_ *http.Request, params []any) (any, error) {
 		b.mu.Unlock()
 		return nil, Faultf("proxy_info: the builder is IDLE: there is no build to report on")
 	}
-	mgr := b.cur.manager
+	use, endpoint := b.cur.proxyUse, b.cur.proxyEndpoint
 	b.mu.Unlock()
-	use, endpoint := mgr.ProxyInfo()
 	return Struct{{"use_fetch_service", use}, {"revocation_endpoint", endpoint}}, nil
 }
 
@@ -398,6 +446,9 @@ func (b *Builder) rpcBuild(r *http.Request, params []any) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := b.checkFreeSpace(); err != nil {
+		return nil, err
+	}
 
 	req := builders.Request{
 		BuildID: buildID,
@@ -414,6 +465,9 @@ func (b *Builder) rpcBuild(r *http.Request, params []any) (any, error) {
 	if err := b.start(tag, factory, req); err != nil {
 		return nil, err
 	}
+	// Journalled before build() answers: once the master sees BUILDING,
+	// a crash leaves a record saying what to sweep.
+	b.persist()
 	return []any{BuilderBuilding, buildID}, nil
 }
 
@@ -518,6 +572,10 @@ func pyRepr(s string) string {
 // changes nothing at all.
 func (b *Builder) start(tag string, factory builders.Factory, req builders.Request) error {
 	b.mu.Lock()
+	if b.draining {
+		b.mu.Unlock()
+		return Faultf("build: the builder is shutting down")
+	}
 	if b.state != BuilderIdle || b.starting {
 		state := b.state
 		b.mu.Unlock()
@@ -557,7 +615,9 @@ func (b *Builder) start(tag string, factory builders.Factory, req builders.Reque
 		manager: mgr,
 		cancel:  cancel,
 		done:    make(chan struct{}),
+		owned:   map[string]int64{},
 	}
+	bd.proxyUse, bd.proxyEndpoint = mgr.ProxyInfo()
 	b.cur = bd
 	b.state = BuilderBuilding
 	for _, s := range collectSecrets(req.Args) {
@@ -633,6 +693,8 @@ func (b *Builder) newEnv(bd *build, w io.Writer) *builders.Env {
 			StateDir:          b.cfg.Builder.StateDir,
 			SnapStoreProxyURL: b.cfg.Proxy.SnapStore,
 			AptProxyURL:       b.cfg.Proxy.Apt,
+			BuildHome:         b.cfg.Builder.BuildHome,
+			ResultFileBytes:   b.limits.Load().ResultFileBytes,
 		},
 	}
 }
@@ -673,22 +735,45 @@ func (b *Builder) newTarget(ctx context.Context, bd *build, w io.Writer, backend
 }
 
 func (b *Builder) addWaitingFile(bd *build, name string, r io.Reader) (string, error) {
-	if name == "" || strings.ContainsRune(name, 0) || strings.HasPrefix(name, "/") || slices.Contains(strings.Split(name, "/"), "..") {
-		return "", fmt.Errorf("cannot add result %q: not a relative file name", name)
+	if err := checkResultName(name); err != nil {
+		return "", err
 	}
+	lim := b.limits.Load()
 	b.mu.Lock()
 	ok := b.active(bd)
+	used := bd.resultBytes
 	b.mu.Unlock()
 	if !ok {
 		return "", fmt.Errorf("cannot add result %q: the build is no longer running", name)
 	}
-	sum, err := b.cache.Store(r)
+	// The stream is cut one byte past the limit, so that a sparse 1 TiB
+	// file costs the limit's worth of reading, never a full disk.
+	limit, which := lim.ResultFileBytes, "result_file_bytes"
+	if lim.ResultTotalBytes > 0 {
+		if left := lim.ResultTotalBytes - used; limit <= 0 || left < limit {
+			limit, which = max(left, 0), "result_total_bytes"
+		}
+	}
+	if limit == 0 && which == "result_total_bytes" {
+		return "", b.overLimit(bd, name, which, lim.ResultTotalBytes)
+	}
+	st, err := b.cache.StoreResult(r, limit)
+	if errors.Is(err, ErrTooLarge) {
+		n := lim.ResultFileBytes
+		if which == "result_total_bytes" {
+			n = lim.ResultTotalBytes
+		}
+		return "", b.overLimit(bd, name, which, n)
+	}
 	if err != nil {
 		return "", fmt.Errorf("cannot store result %q: %w", name, err)
 	}
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	if !b.active(bd) {
+		b.mu.Unlock()
+		if st.Created {
+			b.cache.Remove(st.SHA1)
+		}
 		return "", fmt.Errorf("cannot add result %q: the build is no longer running", name)
 	}
 	files := make(Struct, 0, len(bd.files)+1)
@@ -697,8 +782,32 @@ func (b *Builder) addWaitingFile(bd *build, name string, r io.Reader) (string, e
 			files = append(files, m)
 		}
 	}
-	bd.files = append(files, Member{name, sum})
-	return sum, nil
+	bd.files = append(files, Member{name, st.SHA1})
+	bd.resultBytes += st.Size
+	if st.Created {
+		bd.owned[st.SHA1] = st.MTime
+	}
+	b.mu.Unlock()
+	// Journalled so that the sweep after a crash knows which cached
+	// files were this build's.
+	b.persist()
+	return st.SHA1, nil
+}
+
+// overLimit records that a result went over a size limit and says so in
+// the build log; the result is not stored.
+func (b *Builder) overLimit(bd *build, name, key string, n int64) error {
+	b.mu.Lock()
+	if b.active(bd) {
+		bd.overLimit = true
+	}
+	b.mu.Unlock()
+	msg := fmt.Sprintf("Result %s is over this builder's limit of %d bytes ([limits] %s); it is not stored and the build fails.", name, n, key)
+	if !bd.detached.Load() {
+		fmt.Fprintln(b.log, msg)
+	}
+	b.logger.Warn("build result over the size limit", "build_id", bd.id, "result", name, "limit", key, "bytes", n)
+	return fmt.Errorf("cannot add result %q: %w: over [limits] %s (%d bytes)", name, builders.ErrResultTooLarge, key, n)
 }
 
 // reservedStatus are status() keys a manager's extras must not replace.
@@ -754,6 +863,7 @@ func (b *Builder) run(ctx context.Context, bd *build, env *builders.Env) {
 		res = bd.manager.Run(ctx, env)
 	}()
 	b.finish(bd, res)
+	b.persist()
 }
 
 var knownResults = map[builders.BuildStatus]bool{
@@ -786,6 +896,12 @@ func (b *Builder) finish(bd *build, res builders.Result) {
 	case !knownResults[status]:
 		b.logger.Error("build manager returned an unknown status", "build_id", bd.id, "status", string(status))
 		status = builders.BuildBuilderFail
+	}
+	if bd.overLimit && status != builders.BuildAborted && status != builders.BuildPackageFail {
+		// The build made a result it may not store: its own fault,
+		// whatever the manager made of the error.
+		b.logger.Info("build result was over a size limit: PACKAGEFAIL", "build_id", bd.id, "manager_status", string(status))
+		status = builders.BuildPackageFail
 	}
 	if status == builders.BuildDepFail {
 		bd.deps = res.Dependencies
@@ -831,6 +947,7 @@ func (b *Builder) Abort() (string, error) {
 	b.metrics.aborted()
 	b.logger.Info("aborting build", "build_id", bd.id, "targets", len(targets))
 	go b.killTargets(bd, targets)
+	b.persist()
 	return BuilderAborting, nil
 }
 
@@ -854,6 +971,7 @@ func (b *Builder) killTargets(bd *build, targets []target.Target) {
 
 // abortExpired is the watchdog: the build did not stop in time.
 func (b *Builder) abortExpired(bd *build) {
+	defer b.persist()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.cur != bd || b.state != BuilderAborting {
@@ -879,43 +997,60 @@ func (b *Builder) rpcClean(_ *http.Request, params []any) (any, error) {
 }
 
 // Clean removes a WAITING build's results and log and returns to IDLE.
-// Inputs stay in the cache.
+// Inputs stay in the cache: only results the build itself put there are
+// removed (a result whose content equals an input, or any file cached
+// before, is the cache's, not the build's), and not those an
+// ensurepresent asked for since.
 func (b *Builder) Clean() (string, error) {
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	if b.state != BuilderWaiting {
-		return "", Faultf("clean: the builder is %s; only a WAITING builder can be cleaned", shortState(b.state))
+		state := b.state
+		b.mu.Unlock()
+		return "", Faultf("clean: the builder is %s; only a WAITING builder can be cleaned", shortState(state))
 	}
 	bd := b.cur
-	seen := map[string]bool{}
-	for _, m := range bd.files {
-		sum := m.Value.(string)
-		if seen[sum] {
-			continue
-		}
-		seen[sum] = true
-		if err := b.cache.Remove(sum); err != nil {
-			b.logger.Error("cannot remove a build result", "build_id", bd.id, "sha1", sum, "error", err)
-		}
-	}
+	b.removeOwned(bd.id, bd.owned)
 	if err := b.log.Remove(); err != nil {
 		b.logger.Error("cannot remove the build log", "error", err)
 	}
 	bd.detached.Store(true)
 	b.cur = nil
 	b.state = BuilderIdle
+	b.mu.Unlock()
+	b.persist()
 	b.logger.Info("cleaned", "build_id", bd.id)
 	return BuilderIdle, nil
 }
 
+// removeOwned removes the cached results a build created, except those
+// touched (by an ensurepresent cache hit) since they were stored.
+func (b *Builder) removeOwned(id string, owned map[string]int64) {
+	for sum, mtime := range owned {
+		if now, ok := b.cache.ModTime(sum); !ok || now != mtime {
+			if ok {
+				b.logger.Info("keeping a build result asked for since as an input", "build_id", id, "sha1", sum)
+			}
+			continue
+		}
+		if err := b.cache.Remove(sum); err != nil {
+			b.logger.Error("cannot remove a build result", "build_id", id, "sha1", sum, "error", err)
+		}
+	}
+}
+
 // shutdown stops a running build for Close: cancel, kill, and wait for Run
-// at most timeout.
+// at most timeout. The build is detached first, so that what its manager
+// makes of the cancellation is not recorded: the journal keeps saying it
+// was running, and the restarted agent reports IDLE (requeue) and sweeps
+// it, rather than a PACKAGEFAIL or ABORTED the build did not earn.
 func (b *Builder) shutdown(timeout time.Duration) {
 	b.mu.Lock()
+	b.draining = true
 	bd := b.cur
 	running := bd != nil && b.active(bd)
 	var targets []target.Target
 	if running {
+		bd.detached.Store(true)
 		bd.cancel()
 		targets = slices.Clone(bd.targets)
 	}

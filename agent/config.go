@@ -54,6 +54,10 @@ type BuilderConfig struct {
 	AbortTimeout Duration `toml:"abort_timeout"`
 	// MetricsAddress, if set, serves Prometheus metrics at /metrics there.
 	MetricsAddress string `toml:"metrics_address"`
+	// ShutdownGrace is how long SIGTERM waits for a running build to end
+	// by itself before stopping it (so that an upgrade does not throw a
+	// long build away); 0 stops it at once. Reloaded on SIGHUP.
+	ShutdownGrace Duration `toml:"shutdown_grace"`
 }
 
 // ProxyConfig is the [proxy] section.
@@ -110,6 +114,18 @@ type LimitsConfig struct {
 	// LogBytes caps the build log; past it a truncation marker is written
 	// once and further output is dropped.
 	LogBytes int64 `toml:"log_bytes"`
+	// ResultFileBytes caps one result file (its apparent size: a sparse
+	// file counts in full); a bigger result fails the build as
+	// PACKAGEFAIL and is not stored. Reloaded on SIGHUP.
+	ResultFileBytes int64 `toml:"result_file_bytes"`
+	// ResultTotalBytes caps the results of one build together.
+	ResultTotalBytes int64 `toml:"result_total_bytes"`
+	// DownloadBytes caps one ensurepresent download; nothing is stored
+	// past it.
+	DownloadBytes int64 `toml:"download_bytes"`
+	// MinFreeBytes is the free disk space the file cache's and the build
+	// home's file systems must have for build() to accept a build.
+	MinFreeBytes int64 `toml:"min_free_bytes"`
 }
 
 // LogConfig is the [log] section (the agent's own log, not the build log).

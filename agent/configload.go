@@ -239,6 +239,9 @@ func (c *configChecker) validate(cfg *Config) {
 	}
 	c.oneOf("builder.backend", b.Backend, []string{"lxd", "chroot"})
 	c.positive("builder.abort_timeout", b.AbortTimeout)
+	if b.ShutdownGrace.Duration < 0 {
+		c.add("builder.shutdown_grace", "must not be negative (0 stops a running build at once)")
+	}
 	if b.GitMirrorMaxBytes < 0 {
 		c.add("builder.git_mirror_max_bytes", "must not be negative (0 keeps every mirror)")
 	}
@@ -297,6 +300,21 @@ func (c *configChecker) validate(cfg *Config) {
 	}
 	if cfg.Limits.LogBytes < 4096 {
 		c.add("limits.log_bytes", "must be at least 4096")
+	}
+	for _, l := range []struct {
+		key string
+		v   int64
+	}{
+		{"limits.result_file_bytes", cfg.Limits.ResultFileBytes},
+		{"limits.result_total_bytes", cfg.Limits.ResultTotalBytes},
+		{"limits.download_bytes", cfg.Limits.DownloadBytes},
+	} {
+		if l.v <= 0 {
+			c.add(l.key, "must be positive")
+		}
+	}
+	if cfg.Limits.MinFreeBytes < 0 {
+		c.add("limits.min_free_bytes", "must not be negative (0 does not check)")
 	}
 
 	c.oneOf("log.level", cfg.Log.Level, logLevels)

@@ -23,12 +23,15 @@ type memCache struct {
 	mu      sync.Mutex
 	files   map[string][]byte
 	removed []string
+	touched map[string]int64 // ModTime per sum (0 if never set)
 	// ensureGate, if set, blocks EnsurePresent until closed.
 	ensureGate chan struct{}
 	ensureIn   chan struct{}
 }
 
-func newMemCache() *memCache { return &memCache{files: map[string][]byte{}} }
+func newMemCache() *memCache {
+	return &memCache{files: map[string][]byte{}, touched: map[string]int64{}}
+}
 
 func sumOf(b []byte) string {
 	s := sha1.Sum(b)
@@ -78,6 +81,37 @@ func (c *memCache) Store(r io.Reader) (string, error) {
 		return "", err
 	}
 	return c.put(b), nil
+}
+
+// StoreResult is Store with a limit and the cache's dedup: a file already
+// there is kept and not Created.
+func (c *memCache) StoreResult(r io.Reader, limit int64) (StoredFile, error) {
+	if limit > 0 {
+		r = io.LimitReader(r, limit+1)
+	}
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return StoredFile{}, err
+	}
+	if limit > 0 && int64(len(b)) > limit {
+		return StoredFile{}, ErrTooLarge
+	}
+	sum := sumOf(b)
+	created := !c.Has(sum)
+	c.put(b)
+	mt, _ := c.ModTime(sum)
+	return StoredFile{SHA1: sum, Size: int64(len(b)), Created: created, MTime: mt}, nil
+}
+
+// ModTime is constant for a file (the fake has no ensurepresent touches
+// unless a test sets touched).
+func (c *memCache) ModTime(sum string) (int64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.files[sum]; !ok {
+		return 0, false
+	}
+	return c.touched[sum], true
 }
 
 func (c *memCache) Remove(sum string) error {

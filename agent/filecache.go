@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -64,6 +65,9 @@ type FileCache struct {
 	logger *slog.Logger
 	total  time.Duration
 	stall  time.Duration
+	// maxDownload bounds one download ([limits] download_bytes; 0: none).
+	// Atomic: SIGHUP changes it while downloads run.
+	maxDownload atomic.Int64
 
 	// ctx ends pending downloads when the cache is closed.
 	ctx    context.Context
@@ -91,6 +95,14 @@ func WithHTTPClient(c *http.Client) FileCacheOption { return func(fc *FileCache)
 func WithDownloadTimeouts(total, stall time.Duration) FileCacheOption {
 	return func(fc *FileCache) { fc.total, fc.stall = total, stall }
 }
+
+// WithDownloadLimit bounds the size of one download (0: no bound).
+func WithDownloadLimit(n int64) FileCacheOption {
+	return func(fc *FileCache) { fc.maxDownload.Store(n) }
+}
+
+// SetDownloadLimit changes the bound of later downloads (SIGHUP).
+func (c *FileCache) SetDownloadLimit(n int64) { c.maxDownload.Store(n) }
 
 // WithLogger sets where downloads are logged (default: discarded).
 func WithLogger(l *slog.Logger) FileCacheOption { return func(fc *FileCache) { fc.logger = l } }
@@ -129,6 +141,7 @@ func OpenFileCache(dir string, opts ...FileCacheOption) (*FileCache, error) {
 		tr.ResponseHeaderTimeout = fc.stall
 		fc.client = &http.Client{Transport: tr}
 	}
+	fc.client = withOriginAuthPolicy(fc.client)
 	fc.ctx, fc.cancel = context.WithCancel(context.Background())
 	return fc, nil
 }
@@ -264,8 +277,14 @@ func (c *FileCache) download(sum, rawURL, user, password string) (bool, string) 
 		defer timer.Stop()
 		body = &stallReader{r: resp.Body, timer: timer, d: c.stall}
 	}
-	_, err = c.write(sum, body)
+	limit := c.maxDownload.Load()
+	if limit > 0 && resp.ContentLength > limit {
+		return false, downloadTooLargeInfo(limit)
+	}
+	_, err = c.write(sum, body, limit)
 	switch {
+	case errors.Is(err, errTooLarge):
+		return false, downloadTooLargeInfo(limit)
 	case errors.Is(err, errDigestMismatch):
 		return false, InfoDigestMismatch
 	case err != nil && stalled.Load():
@@ -276,6 +295,51 @@ func (c *FileCache) download(sum, rawURL, user, password string) (bool, string) 
 		return false, infoAccessError + err.Error()
 	}
 	return true, InfoDownload
+}
+
+func downloadTooLargeInfo(limit int64) string {
+	return fmt.Sprintf("%sthe file is larger than this builder's limit of %d bytes ([limits] download_bytes); nothing was stored", infoAccessError, limit)
+}
+
+// withOriginAuthPolicy returns a copy of client that drops the
+// Authorization header on a redirect to another origin (scheme, host and
+// port). Go's own policy compares host names only, so Basic credentials
+// meant for https://librarian:443 would reach http://librarian:8080 or
+// any other service on that host.
+func withOriginAuthPolicy(client *http.Client) *http.Client {
+	c := *client
+	next := client.CheckRedirect
+	c.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if len(via) > 0 && !sameOrigin(req.URL, via[0].URL) {
+			req.Header.Del("Authorization")
+		}
+		if next != nil {
+			return next(req, via)
+		}
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
+		}
+		return nil
+	}
+	return &c
+}
+
+// sameOrigin compares scheme, host and port (default ports made explicit).
+func sameOrigin(a, b *url.URL) bool {
+	return strings.EqualFold(a.Scheme, b.Scheme) && strings.EqualFold(a.Hostname(), b.Hostname()) && originPort(a) == originPort(b)
+}
+
+func originPort(u *url.URL) string {
+	if p := u.Port(); p != "" {
+		return p
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "http":
+		return "80"
+	case "https":
+		return "443"
+	}
+	return ""
 }
 
 // transportError is the error without Go's `Get "url": ` wrapping: the
@@ -312,16 +376,39 @@ func (s *stallReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-var errDigestMismatch = errors.New("digest mismatch")
+var (
+	errDigestMismatch = errors.New("digest mismatch")
+	errTooLarge       = errors.New("larger than the limit")
+)
+
+// ErrTooLarge is wrapped by StoreResult's error for content over its limit.
+var ErrTooLarge = errTooLarge
 
 // write copies r into the cache, hashing it on the way. With want set, the
 // file is kept only if its SHA-1 is want (errDigestMismatch otherwise);
 // without, it is named after its SHA-1. An existing file of that name is
-// kept and the copy dropped: same name, same content.
-func (c *FileCache) write(want string, r io.Reader) (string, error) {
+// kept and the copy dropped: same name, same content. With limit > 0, more
+// than limit bytes is errTooLarge and nothing is kept.
+func (c *FileCache) write(want string, r io.Reader, limit int64) (string, error) {
+	st, err := c.writeFile(want, r, limit)
+	return st.SHA1, err
+}
+
+// StoredFile describes a file put in the cache.
+type StoredFile struct {
+	SHA1 string
+	Size int64
+	// Created: the cache did not hold this content before (false when an
+	// existing file of the same SHA-1 was kept).
+	Created bool
+	// MTime is the cached file's modification time (Unix ns) after the store.
+	MTime int64
+}
+
+func (c *FileCache) writeFile(want string, r io.Reader, limit int64) (StoredFile, error) {
 	tmp, err := os.CreateTemp(c.dir, tempPrefix+"*")
 	if err != nil {
-		return "", fmt.Errorf("cannot create temporary file: %w", err)
+		return StoredFile{}, fmt.Errorf("cannot create temporary file: %w", err)
 	}
 	committed := false
 	defer func() {
@@ -332,33 +419,82 @@ func (c *FileCache) write(want string, r io.Reader) (string, error) {
 	}()
 	h := sha1.New()
 	bufp := copyBuffers.Get().(*[]byte)
-	_, err = io.CopyBuffer(hashingWriter{tmp, h}, onlyReader{r}, *bufp)
+	src := io.Reader(onlyReader{r})
+	if limit > 0 {
+		src = &limitReader{r: r, left: limit}
+	}
+	n, err := io.CopyBuffer(hashingWriter{tmp, h}, src, *bufp)
 	copyBuffers.Put(bufp)
 	if err != nil {
-		return "", err
+		return StoredFile{}, err
 	}
 	sum := hex.EncodeToString(h.Sum(nil))
 	if want != "" && sum != want {
-		return "", errDigestMismatch
+		return StoredFile{}, errDigestMismatch
 	}
 	// CreateTemp makes 0600 files; cached files are served to anyone.
 	if err := tmp.Chmod(0o644); err != nil {
-		return "", fmt.Errorf("cannot set file mode: %w", err)
+		return StoredFile{}, fmt.Errorf("cannot set file mode: %w", err)
 	}
 	if err := tmp.Close(); err != nil {
-		return "", fmt.Errorf("cannot write file: %w", err)
+		return StoredFile{}, fmt.Errorf("cannot write file: %w", err)
 	}
 	committed = true
 	final := filepath.Join(c.dir, sum)
+	st := StoredFile{SHA1: sum, Size: n}
 	if c.Has(sum) {
 		os.Remove(tmp.Name())
-		return sum, nil
-	}
-	if err := os.Rename(tmp.Name(), final); err != nil {
+	} else {
+		// Link, not rename: rename would replace a file of the same
+		// name stored meanwhile, and Created must be true for one
+		// writer only.
+		err := os.Link(tmp.Name(), final)
+		if err != nil && !errors.Is(err, fs.ErrExist) {
+			// A file system without hard links: rename.
+			err = os.Rename(tmp.Name(), final)
+		}
 		os.Remove(tmp.Name())
-		return "", fmt.Errorf("cannot move file into the cache: %w", err)
+		switch {
+		case err == nil:
+			st.Created = true
+		case errors.Is(err, fs.ErrExist):
+		default:
+			return StoredFile{}, fmt.Errorf("cannot move file into the cache: %w", err)
+		}
 	}
-	return sum, nil
+	st.MTime, _ = c.ModTime(sum)
+	return st, nil
+}
+
+// limitReader reads at most left bytes of r; one byte more is errTooLarge
+// (so that a file of exactly the limit is accepted).
+type limitReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (l *limitReader) Read(p []byte) (int, error) {
+	if int64(len(p)) > l.left+1 {
+		p = p[:l.left+1]
+	}
+	n, err := l.r.Read(p)
+	if int64(n) > l.left {
+		return 0, errTooLarge
+	}
+	l.left -= int64(n)
+	return n, err
+}
+
+// ModTime is a cached file's modification time (Unix ns).
+func (c *FileCache) ModTime(sha1 string) (int64, bool) {
+	if !ValidSHA1(sha1) {
+		return 0, false
+	}
+	fi, err := os.Lstat(filepath.Join(c.dir, sha1))
+	if err != nil || !fi.Mode().IsRegular() {
+		return 0, false
+	}
+	return fi.ModTime().UnixNano(), true
 }
 
 // hashingWriter writes to a file and a hash in one step (one call per
@@ -382,7 +518,9 @@ func (c *FileCache) Has(sha1 string) bool {
 	if !ValidSHA1(sha1) {
 		return false
 	}
-	fi, err := os.Stat(filepath.Join(c.dir, sha1))
+	// Lstat: a symlink planted in the cache directory is not a cached
+	// file (it would hand its target to a build as an input).
+	fi, err := os.Lstat(filepath.Join(c.dir, sha1))
 	return err == nil && fi.Mode().IsRegular()
 }
 
@@ -397,11 +535,22 @@ func (c *FileCache) Path(sha1 string) string {
 
 // Store copies r into the cache, hashing as it goes, and returns its SHA-1.
 func (c *FileCache) Store(r io.Reader) (string, error) {
-	sum, err := c.write("", r)
+	sum, err := c.write("", r, 0)
 	if err != nil {
 		return "", fmt.Errorf("cannot store file in cache: %w", err)
 	}
 	return sum, nil
+}
+
+// StoreResult stores a build result: like Store, with a size limit
+// (limit > 0: more is an error wrapping ErrTooLarge, and nothing is kept),
+// and it says whether the content is new to the cache.
+func (c *FileCache) StoreResult(r io.Reader, limit int64) (StoredFile, error) {
+	st, err := c.writeFile("", r, limit)
+	if err != nil {
+		return StoredFile{}, fmt.Errorf("cannot store file in cache: %w", err)
+	}
+	return st, nil
 }
 
 // StoreFile stores the file at path (launchpad-buildd's storeFile).
@@ -480,7 +629,10 @@ func (c *FileCache) Handler(log *BuildLog) http.Handler {
 		)
 		switch {
 		case ValidSHA1(name):
-			f, err = os.Open(filepath.Join(c.dir, name))
+			// O_NOFOLLOW: a symlink planted in the cache directory is
+			// not served (its target may be any file the agent can
+			// read); O_NONBLOCK: nor does a FIFO hold the handler.
+			f, err = os.OpenFile(filepath.Join(c.dir, name), os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 			ct = "application/octet-stream"
 		case name == BuildLogName && log != nil:
 			f, err = log.open()

@@ -106,6 +106,13 @@ type ManagerConfig struct {
 	// AptProxyURL is [proxy] apt from the config, if any: written to the
 	// target's apt configuration when a build replaces its archives.
 	AptProxyURL string
+	// BuildHome is [builder] build_home: build-<id> directories go in it
+	// (swept at agent start, see RegisterSweeper).
+	BuildHome string
+	// ResultFileBytes is [limits] result_file_bytes when the build started
+	// (0: no limit): GatherResults refuses a bigger result by its size
+	// before copying a byte. AddWaitingFile enforces it in any case.
+	ResultFileBytes int64
 }
 
 // Manager runs one build. It is made by a Factory, which has validated the
