@@ -20,6 +20,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/buildd-agent/buildd-agent/internal/redact"
 )
 
 // Info strings of ensurepresent(), byte-identical to launchpad-buildd's:
@@ -354,11 +356,7 @@ func transportError(err error) string {
 
 // redactURL drops a password from a URL for the agent's log.
 func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	return u.Redacted()
+	return redact.String(raw)
 }
 
 // stallReader cancels a download (through timer) when no byte arrives for d.

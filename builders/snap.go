@@ -29,7 +29,6 @@ package builders
 
 import (
 	"context"
-	"io/fs"
 	"sort"
 	"strings"
 
@@ -387,7 +386,9 @@ func (m *SnapManager) snapcraft(ctx context.Context, b *ContainerBuild) *Failure
 		return b.ctxFail(ctx, BuildBuilderFail, "cannot list %s: %w", m.buildDir(), err)
 	}
 	for _, e := range entries {
-		if e.Mode&fs.ModeSymlink != 0 || !strings.HasSuffix(e.Name, ".snap") {
+		// Regular files only: sha512sum of a FIFO named *.snap would
+		// block until abort.
+		if !e.Mode.IsRegular() || !strings.HasSuffix(e.Name, ".snap") {
 			continue
 		}
 		if f := b.Run(ctx, BuildPackageFail, target.Command{

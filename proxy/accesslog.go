@@ -219,7 +219,7 @@ func (c *clientConn) Close() error {
 // overflows) to the agent log at debug level, masked.
 func slogErrorLog(p *Proxy) *log.Logger {
 	return log.New(writerFunc(func(b []byte) (int, error) {
-		p.logger.Log(context.Background(), -4, strings.TrimSpace(p.mask.Replace(string(b))), "component", "http")
+		p.logger.Log(context.Background(), -4, strings.TrimSpace(p.clean(string(b))), "component", "http")
 		return len(b), nil
 	}), "", 0)
 }

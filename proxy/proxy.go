@@ -36,6 +36,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/buildd-agent/buildd-agent/internal/redact"
 	"github.com/elazarl/goproxy"
 )
 
@@ -176,7 +177,7 @@ func Start(ctx context.Context, cfg Config) (*Proxy, error) {
 		// A revocation problem never fails a build (as the reference):
 		// warn now, and the revocation itself logs its failure.
 		if err := checkEndpoint(cfg.RevocationEndpoint); err != nil {
-			p.logger.Warn("builder proxy: the token will not be revoked", "err", p.mask.Replace(err.Error()))
+			p.logger.Warn("builder proxy: the token will not be revoked", "err", p.clean(err.Error()))
 		}
 	}
 
@@ -229,7 +230,7 @@ func Start(ctx context.Context, cfg Config) (*Proxy, error) {
 	go func() {
 		defer close(p.served)
 		if err := p.srv.Serve(p.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			p.logger.Error("builder proxy stopped serving", "addr", addr, "err", err)
+			p.logger.Error("builder proxy stopped serving", "addr", addr, "err", p.clean(err.Error()))
 		}
 	}()
 	p.logger.Info("builder proxy started", "url", p.url, "upstream", up.hostPort)
@@ -311,7 +312,7 @@ func (p *Proxy) revoke(ctx context.Context) {
 		ctx := context.WithoutCancel(ctx)
 		err := revoke(ctx, p.up, p.cfg.RevocationEndpoint, p.buildLog(), p.mask)
 		if err != nil {
-			p.logger.Warn(p.mask.Replace(err.Error()))
+			p.logger.Warn(p.clean(err.Error()))
 		} else {
 			p.logger.Info("revoked proxy token", "user", p.up.user)
 		}
@@ -392,7 +393,7 @@ func (p *Proxy) connectError(w io.Writer, ctx *goproxy.ProxyCtx, err error) {
 		if rec != nil {
 			rec.status.Store(int32(refusal.code))
 		}
-		p.logger.Warn("builder proxy: upstream refused CONNECT", "target", ctx.Req.Host, "upstream", p.up.hostPort, "status", refusal.status)
+		p.logger.Warn("builder proxy: upstream refused CONNECT", "target", p.clean(ctx.Req.Host), "upstream", p.up.hostPort, "status", refusal.status)
 		h := refusal.header.Clone()
 		removeHopByHop(h, false)
 		resp := &http.Response{
@@ -414,19 +415,22 @@ func (p *Proxy) connectError(w io.Writer, ctx *goproxy.ProxyCtx, err error) {
 // badGateway logs an upstream failure and returns the client's 502 body: it
 // names the upstream host:port, never its credentials.
 func (p *Proxy) badGateway(r *http.Request, err error) string {
-	target := r.RequestURI
+	// goproxy empties RequestURI before forwarding (a client request must
+	// not carry one): the absolute URL is what the client asked for.
+	target := r.URL.String()
 	if r.Method == http.MethodConnect {
 		target = r.Host
 	}
+	target = p.clean(target)
 	var unreach *upstreamUnreachable
 	reason := err.Error()
 	if errors.As(err, &unreach) {
 		reason = unreach.err.Error()
 	}
-	reason = p.mask.Replace(reason)
-	p.logger.Warn("builder proxy: upstream proxy failed", "method", r.Method, "target", p.mask.Replace(target), "upstream", p.up.hostPort, "err", reason)
+	reason = p.clean(reason)
+	p.logger.Warn("builder proxy: upstream proxy failed", "method", r.Method, "target", target, "upstream", p.up.hostPort, "err", reason)
 	return fmt.Sprintf("502 Bad Gateway: the builder proxy could not forward %s %s through the upstream proxy %s: %s\n",
-		r.Method, p.mask.Replace(target), p.up.hostPort, reason)
+		r.Method, target, p.up.hostPort, reason)
 }
 
 // onResponse turns a transport failure into a 502 and drops hop-by-hop
@@ -523,5 +527,10 @@ func (p *Proxy) clientAllowed(a netip.Addr) bool {
 type goproxyLogger struct{ p *Proxy }
 
 func (l goproxyLogger) Printf(format string, v ...any) {
-	l.p.logger.Debug(strings.TrimSpace(l.p.mask.Replace(fmt.Sprintf(format, v...))), "component", "goproxy")
+	l.p.logger.Debug(strings.TrimSpace(l.p.clean(fmt.Sprintf(format, v...))), "component", "goproxy")
 }
+
+// clean is what every agent-log string of the proxy goes through: the
+// job's secrets masked by value, then URL userinfo and query tokens (of
+// the URLs builds ask for) by redact.String.
+func (p *Proxy) clean(s string) string { return redact.String(p.mask.Replace(s)) }

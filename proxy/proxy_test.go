@@ -171,7 +171,7 @@ func TestUpstreamDownGives502(t *testing.T) {
 	dead := l.Addr().String()
 	l.Close()
 	w := newWorld(t, func(c *Config) { c.Upstream = "http://" + testUser + ":" + "s3cr3t%2Bt0k%2Fen%3Aw%40rd%25x@" + dead })
-	resp, err := w.client().Get(w.origin.URL + "/size/10")
+	resp, err := w.client().Get(w.origin.URL + "/size/10?token=qt0ken&n=1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,6 +179,14 @@ func TestUpstreamDownGives502(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(string(body), dead) {
 		t.Errorf("plain HTTP: %s %q, want 502 naming %s", resp.Status, body, dead)
+	}
+	// The page names what the client asked for (goproxy empties
+	// RequestURI), without a token in its query.
+	if want := "GET " + w.origin.URL + "/size/10?token=xxxxx&n=1 "; !strings.Contains(string(body), want) {
+		t.Errorf("plain HTTP 502 body %q does not name the target (want %q)", body, want)
+	}
+	if strings.Contains(string(body)+w.agentLog.String(), "qt0ken") {
+		t.Errorf("the query token is in the 502 body or the agent log: %q", body)
 	}
 	_, _, cresp := rawConnect(t, hostPortOf(w.proxy.URL()), "example.invalid:443", "")
 	cbody, _ := io.ReadAll(cresp.Body)

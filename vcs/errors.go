@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/buildd-agent/buildd-agent/internal/redact"
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/transport"
@@ -71,7 +72,7 @@ func (s *sanitizer) add(secret string) {
 
 // clean makes msg one line without credentials.
 func (s *sanitizer) clean(msg string) string {
-	msg = userinfoRE.ReplaceAllString(msg, "$1")
+	msg = redact.String(userinfoRE.ReplaceAllString(msg, "$1"))
 	for _, sec := range s.secrets {
 		msg = strings.ReplaceAll(msg, sec, "<redacted>")
 	}
@@ -79,9 +80,12 @@ func (s *sanitizer) clean(msg string) string {
 	return msg
 }
 
-// redactURL prints a URL without its credentials.
+// redactURL prints a URL without its credentials: the userinfo is
+// dropped as the build-log sanitiser does, and redact.String masks what
+// that leaves (token-like query values, the userinfo of a URL whose
+// password holds a raw "/").
 func redactURL(raw string) string {
-	return userinfoRE.ReplaceAllString(raw, "$1")
+	return redact.String(userinfoRE.ReplaceAllString(raw, "$1"))
 }
 
 // wrapError turns any error into a sanitised one-line checkoutError that

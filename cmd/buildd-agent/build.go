@@ -258,7 +258,7 @@ func runLocalSnap(ctx context.Context, f localSnapFlags, stdout, stderr io.Write
 	}
 	defer blog.Close()
 
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	logger := slog.New(redactingHandler{slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})})
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	targets, closeTargets, err := targetFactories(ctx, cfg, logger)
