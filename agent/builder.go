@@ -462,6 +462,11 @@ func (b *Builder) rpcBuild(r *http.Request, params []any) (any, error) {
 	for i, name := range names {
 		req.Files[name] = b.cache.Path(fileSums[i])
 	}
+	// After the reference's own checks: a host that lacks what this
+	// manager needs refuses the build and stays IDLE.
+	if err := builders.Check(tag, b.managerConfig()); err != nil {
+		return nil, Faultf("build: %s builds are not possible on this builder: %v", tag, err)
+	}
 	if err := b.start(tag, factory, req); err != nil {
 		return nil, err
 	}
@@ -685,18 +690,38 @@ func (b *Builder) newEnv(bd *build, w io.Writer) *builders.Env {
 		SetStatus: func(key string, value any) {
 			b.setStatus(bd, key, value)
 		},
-		Config: builders.ManagerConfig{
-			Arch:              b.arch,
-			Backend:           b.cfg.Builder.Backend,
-			ProxyBind:         b.cfg.Proxy.BindAddress,
-			ProxyPort:         b.cfg.Proxy.Port,
-			StateDir:          b.cfg.Builder.StateDir,
-			SnapStoreProxyURL: b.cfg.Proxy.SnapStore,
-			AptProxyURL:       b.cfg.Proxy.Apt,
-			BuildHome:         b.cfg.Builder.BuildHome,
-			ResultFileBytes:   b.limits.Load().ResultFileBytes,
-		},
+		Config: b.managerConfig(),
 	}
+}
+
+// managerConfig is the part of the configuration managers read.
+func (b *Builder) managerConfig() builders.ManagerConfig {
+	return builders.ManagerConfig{
+		Arch:              b.arch,
+		Backend:           b.cfg.Builder.Backend,
+		ProxyBind:         b.cfg.Proxy.BindAddress,
+		ProxyPort:         b.cfg.Proxy.Port,
+		StateDir:          b.cfg.Builder.StateDir,
+		SnapStoreProxyURL: b.cfg.Proxy.SnapStore,
+		AptProxyURL:       b.cfg.Proxy.Apt,
+		BuildHome:         b.cfg.Builder.BuildHome,
+		ResultFileBytes:   b.limits.Load().ResultFileBytes,
+		SbuildUser:        b.cfg.Sbuild.User,
+		ImageMaxAge:       b.cfg.LXD.ImageMaxAge.Duration,
+		ImageMaxCount:     b.cfg.LXD.ImageMaxCount,
+	}
+}
+
+// CheckManagers runs every manager's host check and returns what is
+// missing, by manager tag (logged at start).
+func (b *Builder) CheckManagers() map[string]error {
+	out := map[string]error{}
+	for _, tag := range builders.Tags() {
+		if err := builders.Check(tag, b.managerConfig()); err != nil {
+			out[tag] = err
+		}
+	}
+	return out
 }
 
 func (b *Builder) newTarget(ctx context.Context, bd *build, w io.Writer, backend string, spec target.Spec) (target.Target, error) {
@@ -1056,6 +1081,14 @@ func (b *Builder) shutdown(timeout time.Duration) {
 	}
 	b.mu.Unlock()
 	if !running {
+		if bd != nil && !bd.detached.Load() {
+			// A build that has just finished: let its WAITING record
+			// reach the journal (run closes done after writing it).
+			select {
+			case <-bd.done:
+			case <-time.After(timeout):
+			}
+		}
 		return
 	}
 	b.logger.Info("stopping the running build", "build_id", bd.id)

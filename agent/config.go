@@ -19,6 +19,7 @@ type Config struct {
 	Proxy   ProxyConfig   `toml:"proxy"`
 	LXD     LXDConfig     `toml:"lxd"`
 	Chroot  ChrootConfig  `toml:"chroot"`
+	Sbuild  SbuildConfig  `toml:"sbuild"`
 	Limits  LimitsConfig  `toml:"limits"`
 	Log     LogConfig     `toml:"log"`
 }
@@ -105,6 +106,14 @@ type ChrootConfig struct {
 	// IDMapUser is the /etc/subuid and /etc/subgid entry whose range maps
 	// the chroot's ids ("root" by default).
 	IDMapUser string `toml:"idmap_user"`
+}
+
+// SbuildConfig is the [sbuild] section (binary package builds).
+type SbuildConfig struct {
+	// User is the unprivileged user sbuild runs as; the build root is
+	// mapped to its first /etc/subuid and /etc/subgid ranges (65536 ids
+	// each at least). launchpad-buildd's builders use "buildd".
+	User string `toml:"user"`
 }
 
 // LimitsConfig is the [limits] section.

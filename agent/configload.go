@@ -294,6 +294,7 @@ func (c *configChecker) validate(cfg *Config) {
 	}
 
 	c.nonEmpty("chroot.idmap_user", cfg.Chroot.IDMapUser)
+	c.nonEmpty("sbuild.user", cfg.Sbuild.User)
 
 	if cfg.Limits.RequestBodyBytes <= 0 {
 		c.add("limits.request_body_bytes", "must be positive")

@@ -14,6 +14,7 @@ import (
 	"io"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/buildd-agent/buildd-agent/builders/target"
 )
@@ -113,6 +114,13 @@ type ManagerConfig struct {
 	// (0: no limit): GatherResults refuses a bigger result by its size
 	// before copying a byte. AddWaitingFile enforces it in any case.
 	ResultFileBytes int64
+	// SbuildUser is the unprivileged user binary package builds run sbuild
+	// as ([sbuild] user); its subordinate ids map the build root.
+	SbuildUser string
+	// ImageMaxAge and ImageMaxCount prune cached build roots (LXD images,
+	// repacked sbuild chroots); zero keeps them.
+	ImageMaxAge   time.Duration
+	ImageMaxCount int
 }
 
 // Manager runs one build. It is made by a Factory, which has validated the
@@ -150,6 +158,29 @@ func Unregister(tag string) {
 	registryMu.Lock()
 	defer registryMu.Unlock()
 	delete(registry, tag)
+}
+
+var checks = map[string]func(ManagerConfig) error{}
+
+// RegisterCheck adds a host check for tag's manager: what the host must
+// have for such builds (a tool installed, a user configured). The agent
+// runs it at start, to log what is missing, and before each build() of
+// that tag, which it refuses with the check's error.
+func RegisterCheck(tag string, check func(ManagerConfig) error) {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	checks[tag] = check
+}
+
+// Check runs tag's host check (nil when it has none).
+func Check(tag string, cfg ManagerConfig) error {
+	registryMu.RLock()
+	check := checks[tag]
+	registryMu.RUnlock()
+	if check == nil {
+		return nil
+	}
+	return check(cfg)
 }
 
 // Lookup returns the factory for tag.

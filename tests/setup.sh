@@ -4,7 +4,13 @@
 #   - Debian packages: LXD + iptables, debootstrap, squid + apache2-utils
 #     (htpasswd), git, uidmap, libcap2-bin, squashfs-tools, compressors;
 #   - tests/lxd-setup.sh: LXD daemon started and initialised;
-#   - tests/chroot-fixture.sh: the cached debootstrap chroot tarball (only
+#   - Debian package builds (sbuild in --chroot-mode=unshare, without
+#     schroot: no recommends): sbuild, mmdebstrap, apt-utils (apt-ftparchive),
+#     dpkg-dev (dpkg-source), gnupg, gcc/make (the test sources compile on
+#     the host too), and the unprivileged user sbuild-harness with a
+#     subuid/subgid range that the sbuild tests build as;
+#   - tests/chroot-fixture.sh: the cached debootstrap chroot tarball, and
+#     tests/apt-fixture.sh: the cached .debs of the test apt archive (only
 #     with --fixtures, the test suite's setup).
 # Services the tests need beyond LXD (squid, git daemon, http servers) are
 # started by the tests themselves on loopback and stopped afterwards.
@@ -24,11 +30,44 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+# Without recommends: sbuild's would pull in schroot and autopkgtest.
+norec=(sbuild mmdebstrap apt-utils dpkg-dev gnupg gcc make libc6-dev)
+need=()
+for p in "${norec[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  echo "setup: installing ${need[*]}" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+# sbuild --chroot-mode=unshare maps 65536 ids through newuidmap: the user
+# needs its own subuid/subgid range (useradd allocates one).
+if ! id sbuild-harness >/dev/null 2>&1; then
+  useradd --create-home --shell /bin/sh sbuild-harness
+fi
+for f in /etc/subuid /etc/subgid; do
+  grep -q '^sbuild-harness:' "$f" || usermod --add-sub${f#/etc/sub}s 10100001-10165536 sbuild-harness
+done
+# The agent's own build user ([sbuild] user, default "buildd"), with ranges
+# outside root's (LXD's containers map to root's 100000+ range): a build
+# root never shares host ids with a container.
+if ! id buildd >/dev/null 2>&1; then
+  useradd --create-home --shell /bin/sh buildd
+fi
+for f in /etc/subuid /etc/subgid; do
+  # useradd may have allocated a range inside root's: replace it.
+  if ! grep -q '^buildd:10200000:65536$' "$f"; then
+    sed -i '/^buildd:/d' "$f"
+    echo 'buildd:10200000:65536' >> "$f"
+  fi
+done
 # Debian's squid starts itself on :3128 when an init system runs; the tests
 # run their own instance with their own config, so the packaged one is not needed.
 bash "$here/lxd-setup.sh" >&2
 if [ "${1:-}" = --fixtures ]; then
   bash "$here/chroot-fixture.sh" >/dev/null
+  bash "$here/apt-fixture.sh" >/dev/null
 fi
 command -v staticcheck >/dev/null 2>&1 || [ -x "$(go env GOPATH)/bin/staticcheck" ] \
   || GOFLAGS= go install honnef.co/go/tools/cmd/staticcheck@v0.8.2

@@ -59,8 +59,15 @@ fault: PACKAGEFAIL/DEPFAIL), 2 = builder failure (BUILDERFAIL, CHROOTFAIL,
 ABORTED, or a usage or set-up problem).`,
 	}
 	cmd.AddCommand(newBuildSnapCmd())
+	for _, sub := range buildSubcommands {
+		cmd.AddCommand(sub())
+	}
 	return cmd
 }
+
+// buildSubcommands are the `build` subcommands of the other managers
+// (one file each).
+var buildSubcommands []func() *cobra.Command
 
 // localSnapFlags are `build snap`'s flags.
 type localSnapFlags struct {
@@ -242,17 +249,31 @@ func runLocalSnap(ctx context.Context, f localSnapFlags, stdout, stderr io.Write
 		return 0, fmt.Errorf("cannot use --chroot: %w", err)
 	}
 
+	return runLocalBuild(ctx, cfg, "snap", builders.Request{Chroot: img, Args: args}, arch, f.output, stdout, stderr)
+}
+
+// runLocalBuild runs req with the tag's manager in-process: the part of
+// every `build` subcommand after its flags became build() arguments.
+func runLocalBuild(ctx context.Context, cfg *agent.Config, tag string, req builders.Request, arch, output string, stdout, stderr io.Writer) (int, error) {
 	buildID := fmt.Sprintf("local-%d", os.Getpid())
-	factory, _ := builders.Lookup("snap")
-	mgr, err := factory(builders.Request{BuildID: buildID, Chroot: img, Args: args})
+	req.BuildID = buildID
+	factory, ok := builders.Lookup(tag)
+	if !ok {
+		return 0, fmt.Errorf("this agent has no %s manager", tag)
+	}
+	mcfg := localManagerConfig(cfg, arch)
+	if err := builders.Check(tag, mcfg); err != nil {
+		return 0, fmt.Errorf("this host cannot run %s builds: %w", tag, err)
+	}
+	mgr, err := factory(req)
 	if err != nil {
 		return 0, err
 	}
 
-	if err := os.MkdirAll(f.output, 0o755); err != nil {
+	if err := os.MkdirAll(output, 0o755); err != nil {
 		return 0, fmt.Errorf("cannot create output directory: %w", err)
 	}
-	blog, err := agent.OpenBuildLog(filepath.Join(f.output, "buildlog"), cfg.Limits.LogBytes)
+	blog, err := agent.OpenBuildLog(filepath.Join(output, "buildlog"), cfg.Limits.LogBytes)
 	if err != nil {
 		return 0, err
 	}
@@ -271,7 +292,7 @@ func runLocalSnap(ctx context.Context, f localSnapFlags, stdout, stderr io.Write
 	defer tail.stop()
 
 	start := time.Now()
-	lb := &localBuild{outDir: f.output, extra: map[string]any{}}
+	lb := &localBuild{outDir: output, extra: map[string]any{}}
 	env := &builders.Env{
 		Log:       blog,
 		AddSecret: blog.AddSecret,
@@ -288,15 +309,7 @@ func runLocalSnap(ctx context.Context, f localSnapFlags, stdout, stderr io.Write
 		},
 		AddWaitingFile: lb.addWaitingFile,
 		SetStatus:      lb.setStatus,
-		Config: builders.ManagerConfig{
-			Arch:              arch,
-			Backend:           cfg.Builder.Backend,
-			ProxyBind:         cfg.Proxy.BindAddress,
-			ProxyPort:         cfg.Proxy.Port,
-			StateDir:          cfg.Builder.StateDir,
-			SnapStoreProxyURL: cfg.Proxy.SnapStore,
-			AptProxyURL:       cfg.Proxy.Apt,
-		},
+		Config:         mcfg,
 	}
 	var phases []localPhase
 	phaseStart := time.Now()
@@ -341,15 +354,18 @@ func runLocalSnap(ctx context.Context, f localSnapFlags, stdout, stderr io.Write
 		sum.Revision = r
 		delete(lb.extra, "revision_id")
 	}
+	if res.Dependencies != "" {
+		sum.Extra["dependencies"] = res.Dependencies
+	}
 	if sum.Artifacts == nil {
 		sum.Artifacts = []localArtifact{}
 	}
 	data, _ := json.MarshalIndent(sum, "", "  ")
 	data = append(data, '\n')
-	if err := os.WriteFile(filepath.Join(f.output, "summary.json"), data, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(output, "summary.json"), data, 0o644); err != nil {
 		return 0, fmt.Errorf("cannot write summary: %w", err)
 	}
-	fmt.Fprintf(stdout, "==> %s in %s; results in %s\n", res.Status, time.Since(start).Round(time.Millisecond), f.output)
+	fmt.Fprintf(stdout, "==> %s in %s; results in %s\n", res.Status, time.Since(start).Round(time.Millisecond), output)
 	for _, a := range sum.Artifacts {
 		fmt.Fprintf(stdout, "    %s  %d bytes  sha256 %s\n", a.Name, a.Size, a.SHA256)
 	}
@@ -360,6 +376,24 @@ func runLocalSnap(ctx context.Context, f localSnapFlags, stdout, stderr io.Write
 		return buildExitPackageFail, nil
 	}
 	return buildExitBuilderFail, nil
+}
+
+// localManagerConfig is what the daemon's managers would read.
+func localManagerConfig(cfg *agent.Config, arch string) builders.ManagerConfig {
+	return builders.ManagerConfig{
+		Arch:              arch,
+		Backend:           cfg.Builder.Backend,
+		ProxyBind:         cfg.Proxy.BindAddress,
+		ProxyPort:         cfg.Proxy.Port,
+		StateDir:          cfg.Builder.StateDir,
+		SnapStoreProxyURL: cfg.Proxy.SnapStore,
+		AptProxyURL:       cfg.Proxy.Apt,
+		BuildHome:         cfg.Builder.BuildHome,
+		ResultFileBytes:   cfg.Limits.ResultFileBytes,
+		SbuildUser:        cfg.Sbuild.User,
+		ImageMaxAge:       cfg.LXD.ImageMaxAge.Duration,
+		ImageMaxCount:     cfg.LXD.ImageMaxCount,
+	}
 }
 
 // localBuild is the Env's state for a local build.

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -28,9 +29,12 @@ func newRunCommand() *cobra.Command {
 		Long: "Run the agent daemon in the foreground. Without --config it uses the built-in\n" +
 			"configuration (loopback only, state under /var/lib/buildd-agent, or under\n" +
 			"$XDG_STATE_HOME for a user other than root).\n\n" +
-			"SIGTERM or SIGINT stops it gracefully: it stops accepting connections, lets\n" +
-			"calls in flight finish, stops a running build, and exits 0. A second signal\n" +
-			"kills it at once.",
+			"SIGTERM or SIGINT stops it gracefully: it refuses new builds, waits up to\n" +
+			"[builder] shutdown_grace for a running build to finish (still answering\n" +
+			"status()), stops accepting connections, lets calls in flight finish, stops\n" +
+			"the build if it still runs, and exits 0. A second signal kills it at once.\n" +
+			"A finished build (WAITING) survives the restart. SIGHUP re-reads the\n" +
+			"configuration file and applies [log] level, [limits] and shutdown_grace.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := loadConfig(configPath)
@@ -40,7 +44,13 @@ func newRunCommand() *cobra.Command {
 				}
 				return err
 			}
-			logger := newLogger(cfg.Log, cmd.ErrOrStderr())
+			// The level is a LevelVar in front of the handler, so that
+			// SIGHUP can change it.
+			level := new(slog.LevelVar)
+			level.Set(parseLevel(cfg.Log.Level))
+			base := cfg.Log
+			base.Level = "debug"
+			logger := slog.New(levelHandler{newLogger(base, cmd.ErrOrStderr()).Handler(), level})
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
 			go func() {
@@ -49,7 +59,15 @@ func newRunCommand() *cobra.Command {
 				<-ctx.Done()
 				stop()
 			}()
-			if err := runAgent(ctx, cfg, logger); err != nil {
+			reload := func() (*agent.Config, error) {
+				c, err := loadConfig(configPath)
+				if err != nil {
+					return nil, err
+				}
+				level.Set(parseLevel(c.Log.Level))
+				return c, nil
+			}
+			if err := runAgent(ctx, cfg, logger, reload); err != nil {
 				logger.Error("agent failed", "error", err)
 				return errReported
 			}
@@ -60,8 +78,9 @@ func newRunCommand() *cobra.Command {
 	return cmd
 }
 
-// runAgent runs the daemon until ctx ends.
-func runAgent(ctx context.Context, cfg *agent.Config, logger *slog.Logger) error {
+// runAgent runs the daemon until ctx ends. reload re-reads the
+// configuration on SIGHUP (nil: SIGHUP is not handled).
+func runAgent(ctx context.Context, cfg *agent.Config, logger *slog.Logger, reload func() (*agent.Config, error)) error {
 	b := cfg.Builder
 	for _, dir := range []string{b.StateDir, b.FileCacheDir, b.BuildHome} {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -102,6 +121,46 @@ func runAgent(ctx context.Context, cfg *agent.Config, logger *slog.Logger) error
 	}
 	defer a.Close()
 
+	// Before the first build() can arrive: what a killed agent's build
+	// left (build home, work directories, whatever managers registered)
+	// would make the master's retry of the same build id fail.
+	sweepStart := time.Now()
+	if err := a.Sweep(ctx); err != nil {
+		logger.Error("the start-up sweep left something behind", "error", err)
+	}
+	logger.Debug("start-up sweep", "duration", time.Since(sweepStart).String())
+
+	// grace is [builder] shutdown_grace, as last loaded.
+	var grace atomic.Int64
+	grace.Store(int64(b.ShutdownGrace.Duration))
+	if reload != nil {
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		go func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-hup:
+				}
+				sdNotify("RELOADING=1")
+				c, err := reload()
+				if err != nil {
+					logger.Error("cannot reload the configuration; keeping the current one", "error", err)
+				} else {
+					a.Reload(c)
+					grace.Store(int64(c.Builder.ShutdownGrace.Duration))
+					logger.Info("configuration reloaded", "log_level", c.Log.Level,
+						"result_file_bytes", c.Limits.ResultFileBytes, "result_total_bytes", c.Limits.ResultTotalBytes,
+						"download_bytes", c.Limits.DownloadBytes, "min_free_bytes", c.Limits.MinFreeBytes,
+						"shutdown_grace", c.Builder.ShutdownGrace.String())
+				}
+				sdNotify("READY=1")
+			}
+		}()
+	}
+
 	if b.FileCacheMaxAge.Duration > 0 {
 		go pruneFileCache(ctx, pruneCache, b.FileCacheMaxAge.Duration, logger)
 	}
@@ -118,8 +177,15 @@ func runAgent(ctx context.Context, cfg *agent.Config, logger *slog.Logger) error
 
 	logger.Info("buildd-agent starting", "version", agent.Version, "address", ln.Addr().String(),
 		"architectures", b.Architectures, "state_dir", b.StateDir, "backends", len(targets))
+	for tag, err := range a.Builder().CheckManagers() {
+		logger.Error("builds of this type will be refused until the host is fixed", "manager", tag, "error", err)
+	}
+	// The server runs until the build has been given its grace, not
+	// until the signal: the master keeps seeing BUILDING and then WAITING.
+	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopServing()
 	served := make(chan error, 1)
-	go func() { served <- a.Serve(ctx, ln) }()
+	go func() { served <- a.Serve(serveCtx, ln) }()
 	if err := sdNotify("READY=1"); err != nil {
 		logger.Warn("cannot notify systemd", "error", err)
 	}
@@ -130,7 +196,20 @@ func runAgent(ctx context.Context, cfg *agent.Config, logger *slog.Logger) error
 		}
 	case <-ctx.Done():
 		sdNotify("STOPPING=1")
+		drained := make(chan struct{})
+		go func() {
+			defer close(drained)
+			a.Builder().Drain(time.Duration(grace.Load()))
+		}()
+		select {
+		case <-drained:
+		case err := <-served:
+			if err != nil {
+				return err
+			}
+		}
 		logger.Info("stopping: finishing calls in flight")
+		stopServing()
 		if err := <-served; err != nil {
 			return err
 		}
@@ -214,4 +293,33 @@ func sdNotify(state string) error {
 	defer conn.Close()
 	_, err = conn.Write([]byte(state))
 	return err
+}
+
+func parseLevel(s string) slog.Level {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return slog.LevelInfo // validated by the config
+	}
+	return l
+}
+
+// levelHandler filters records by a level that SIGHUP can change, in front
+// of the handler newLogger makes (which is given the lowest level).
+type levelHandler struct {
+	h     slog.Handler
+	level *slog.LevelVar
+}
+
+func (l levelHandler) Enabled(ctx context.Context, lv slog.Level) bool {
+	return lv >= l.level.Level() && l.h.Enabled(ctx, lv)
+}
+
+func (l levelHandler) Handle(ctx context.Context, r slog.Record) error { return l.h.Handle(ctx, r) }
+
+func (l levelHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return levelHandler{l.h.WithAttrs(as), l.level}
+}
+
+func (l levelHandler) WithGroup(name string) slog.Handler {
+	return levelHandler{l.h.WithGroup(name), l.level}
 }
