@@ -1034,7 +1034,11 @@ func (b *Builder) Clean() (string, error) {
 		return "", Faultf("clean: the builder is %s; only a WAITING builder can be cleaned", shortState(state))
 	}
 	bd := b.cur
-	b.removeOwned(bd.id, bd.owned)
+	sums := make([]string, 0, len(bd.files))
+	for _, m := range bd.files {
+		sums = append(sums, m.Value.(string))
+	}
+	b.removeOwned(bd.id, sums, bd.owned)
 	if err := b.log.Remove(); err != nil {
 		b.logger.Error("cannot remove the build log", "error", err)
 	}
@@ -1047,10 +1051,17 @@ func (b *Builder) Clean() (string, error) {
 	return BuilderIdle, nil
 }
 
-// removeOwned removes the cached results a build created, except those
-// touched (by an ensurepresent cache hit) since they were stored.
-func (b *Builder) removeOwned(id string, owned map[string]int64) {
-	for sum, mtime := range owned {
+// removeOwned removes, in the order of sums, the cached results a build
+// created (owned), except those touched (by an ensurepresent cache hit)
+// since they were stored.
+func (b *Builder) removeOwned(id string, sums []string, owned map[string]int64) {
+	seen := map[string]bool{}
+	for _, sum := range sums {
+		mtime, mine := owned[sum]
+		if !mine || seen[sum] {
+			continue
+		}
+		seen[sum] = true
 		if now, ok := b.cache.ModTime(sum); !ok || now != mtime {
 			if ok {
 				b.logger.Info("keeping a build result asked for since as an input", "build_id", id, "sha1", sum)

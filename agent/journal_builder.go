@@ -103,12 +103,14 @@ func (b *Builder) restore(rec *journalRecord) {
 		b.logger.Warn("a build was running when the agent stopped: reporting IDLE so that the build master requeues it (no failure counted), and sweeping what it left",
 			"build_id", rec.BuildID, "manager", rec.Manager, "state", shortState(rec.State))
 		owned := map[string]int64{}
+		var sums []string
 		for _, f := range rec.Files {
+			sums = append(sums, f.SHA1)
 			if f.Owned {
 				owned[f.SHA1] = f.MTime
 			}
 		}
-		b.removeOwned(rec.BuildID, owned)
+		b.removeOwned(rec.BuildID, sums, owned)
 		return
 	}
 	b.gen++
