@@ -72,6 +72,8 @@ var (
 	subUIDFile = "/etc/subuid"
 	subGIDFile = "/etc/subgid"
 	lookPath   = exec.LookPath
+	// lookupSbuildUser finds the build user and its ranges.
+	lookupSbuildUser = LookupSbuildUser
 	// startSbuild starts the sbuild process tree.
 	startSbuild = func(c rootfs.IsolatedCommand) (sbuildProcess, error) { return rootfs.StartIsolated(c) }
 )
@@ -144,7 +146,7 @@ func CheckSbuildHost(cfg ManagerConfig) error {
 	if cfg.BuildHome == "" {
 		return errors.New("no build home configured")
 	}
-	_, err := LookupSbuildUser(cfg.SbuildUser)
+	_, err := lookupSbuildUser(cfg.SbuildUser)
 	return err
 }
 
@@ -226,7 +228,7 @@ func (d *depWait) Error() string { return "Dependencies: " + d.deps }
 
 func (b *sbuildBuild) build(ctx context.Context) *Failure {
 	b.phase("prepare")
-	u, err := LookupSbuildUser(b.env.Config.SbuildUser)
+	u, err := lookupSbuildUser(b.env.Config.SbuildUser)
 	if err != nil {
 		return Fail(BuildBuilderFail, "cannot build: %w", err)
 	}
