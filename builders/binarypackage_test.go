@@ -478,7 +478,7 @@ func TestBinaryPackageDepWaitFromAptLists(t *testing.T) {
 
 func TestBinaryPackageGatherRefusesHostileResults(t *testing.T) {
 	for name, extra := range map[string]func(dir string){
-		"no .changes": func(dir string) { os.Remove(filepath.Join(dir, "hello_1.0_amd64.changes")) },
+		"no .changes":         func(dir string) { os.Remove(filepath.Join(dir, "hello_1.0_amd64.changes")) },
 		"listed file missing": func(dir string) { os.Remove(filepath.Join(dir, "hello_1.0_amd64.deb")) },
 		"listed file is a symlink": func(dir string) {
 			p := filepath.Join(dir, "hello_1.0_amd64.deb")
