@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Download (once) the .debs a local apt archive needs so that sbuild can
+# install build-essential, fakeroot and debhelper into the test chroot
+# offline: the whole closure of a buildd-variant bootstrap plus debhelper and
+# fakeroot, taken from the mirror the host's apt uses (as chroot-fixture.sh).
+# tests/aptarchive turns them into a signed archive for each test.
+# mmdebstrap installs them into a scratch root (root mode) because that is
+# what resolves the closure exactly as apt inside the chroot will; both
+# cleanups are skipped so the downloaded .debs stay in the root's apt cache.
+# Only the .debs are kept, in $BUILDD_AGENT_TEST_CACHE/debs (default
+# /var/cache/buildd-agent-tests/debs); prints that directory on stdout.
+set -euo pipefail
+cache=${BUILDD_AGENT_TEST_CACHE:-/var/cache/buildd-agent-tests}
+series=${SERIES:-bookworm}
+arch=$(dpkg --print-architecture)
+out="$cache/debs"
+include=debhelper,fakeroot,build-essential
+mkdir -p "$cache"
+# The same lock as chroot-fixture.sh: both download from the mirror, and a
+# test that needs both runs them one after the other anyway.
+exec 9>"$cache/.lock"
+flock 9
+if [ -s "$out/.complete" ]; then echo "$out"; exit 0; fi
+command -v mmdebstrap >/dev/null || {
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mmdebstrap >/dev/null
+}
+mirror=${DEBIAN_MIRROR:-$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)}
+mirror=${mirror:-http://deb.debian.org/debian}
+work=$(mktemp -d "$cache/debs-build.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+mmdebstrap --mode=root --variant=buildd --arch="$arch" --include="$include" \
+  --skip=download/empty,cleanup/apt \
+  "$series" "$work/root" "$mirror" >&2
+mkdir "$work/debs"
+mv "$work"/root/var/cache/apt/archives/*.deb "$work/debs/"
+# What was asked for and where it came from, for whoever reads the cache.
+printf 'series: %s\narch: %s\nmirror: %s\ninclude: %s\ndebs: %s\n' \
+  "$series" "$arch" "$mirror" "$include" "$(ls "$work/debs" | wc -l)" > "$work/debs/.complete"
+chmod -R a+rX "$work/debs"
+rm -rf "$out"
+mv "$work/debs" "$out"
+echo "$out"
