@@ -14,10 +14,8 @@ import (
 // sends min(size, 2048) bytes; its docstring's "one kilobyte" is wrong).
 const TailSize = 2048
 
-// maxLineHold bounds the incomplete last line held back for sanitising: a
-// process that writes a very long line without a newline (progress bars)
-// gets it written out in pieces of about this size, cut after whitespace
-// where possible so that a URL is not split.
+// maxLineHold bounds the sanitised incomplete last line held back for
+// late secrets (see process); a longer line is written out as it comes.
 const maxLineHold = 64 << 10
 
 // BuildLog is the current build's log (served as /filecache/buildlog):
@@ -25,10 +23,12 @@ const maxLineHold = 64 << 10
 // it is written (URL userinfo, ",proxyauth=…", and every registered secret,
 // even when split across writes), capped in size with a truncation marker.
 //
-// Output is written to the file as soon as a line is complete (one write
-// per Write call at most, no buffering beyond the incomplete last line), so
-// the served log follows the build. Nothing unsanitised ever reaches the
-// disk: there is no buildlog.unsanitized.
+// Output is written to the file as soon as the sanitiser has decided it
+// (one write per Write call at most): only a possible credential or a
+// possible secret is held back, never a whole line, so that a line of any
+// length cannot be cut inside a credential and the served log follows the
+// build. Nothing unsanitised ever reaches the disk: there is no
+// buildlog.unsanitized.
 //
 // Past the size cap one marker line is written and the rest of the build's
 // output is dropped from the file, but Tail keeps following the output:
@@ -40,7 +40,8 @@ type BuildLog struct {
 
 	mu        sync.Mutex // serialises writers, the sanitiser and the file
 	f         *os.File   // nil after Remove
-	pending   []byte     // the incomplete last line, not yet sanitised
+	sanitizer lineSanitizer
+	line      []byte // sanitised output of the incomplete last line, not yet masked
 	masker    secretMasker
 	written   int64  // bytes in the file
 	lastByte  byte   // last byte written to the file
@@ -71,9 +72,10 @@ func openLogFile(path string) (*os.File, error) {
 	return f, nil
 }
 
-// Write appends sanitised output. It is safe for concurrent use. Complete
-// lines are written out at once; an incomplete last line is held back until
-// its newline arrives (or Flush). Write never fails, so that a command's
+// Write appends sanitised output. It is safe for concurrent use. What the
+// sanitiser and the secret masker have decided is written out at once;
+// a possible credential or secret prefix is held back until the bytes
+// that decide it arrive (or Flush). Write never fails, so that a command's
 // output copier never stops on the log's account: a write error to the
 // file is kept and returned by Flush. After Remove, output is dropped.
 func (l *BuildLog) Write(p []byte) (int, error) {
@@ -82,8 +84,7 @@ func (l *BuildLog) Write(p []byte) (int, error) {
 	if l.f == nil {
 		return len(p), nil
 	}
-	l.pending = append(l.pending, p...)
-	l.process(false)
+	l.process(p, false)
 	return len(p), nil
 }
 
@@ -118,7 +119,7 @@ func (l *BuildLog) Flush() error {
 	if l.f == nil {
 		return nil
 	}
-	l.process(true)
+	l.process(nil, true)
 	err := l.err
 	l.err = nil
 	return err
@@ -168,7 +169,7 @@ func (l *BuildLog) Close() error {
 	if l.f == nil {
 		return nil
 	}
-	l.process(true)
+	l.process(nil, true)
 	err := errors.Join(l.err, l.f.Close())
 	l.f = nil
 	l.err = nil
@@ -182,8 +183,8 @@ func (l *BuildLog) Path() string { return l.path }
 func (l *BuildLog) open() (*os.File, error) { return os.Open(l.path) }
 
 func (l *BuildLog) clearLocked() {
-	l.pending = nil
-	l.scratch, l.clean = nil, nil
+	l.sanitizer.reset()
+	l.line, l.scratch, l.clean = nil, nil, nil
 	l.masker.reset()
 	l.written = 0
 	l.lastByte = 0
@@ -194,43 +195,30 @@ func (l *BuildLog) clearLocked() {
 	l.tailMu.Unlock()
 }
 
-// process sanitises and writes out the complete lines of l.pending (all of
-// it when final).
-func (l *BuildLog) process(final bool) {
-	n := len(l.pending)
+// process sanitises p (and anything held back) and writes out what can
+// be; with final set nothing is held back. The sanitiser holds back only
+// undecided credentials; its output is then held until the end of its
+// line (up to maxLineHold), so that a secret registered while a line is
+// being written is still masked in that line, as it was when whole
+// lines were held. That hold is after sanitising: cutting it anywhere is
+// safe (the masker itself holds back a possible secret prefix).
+func (l *BuildLog) process(p []byte, final bool) {
+	buf := l.sanitizer.sanitize(l.line, p, final)
+	n := len(buf)
 	if !final {
-		n = bytes.LastIndexByte(l.pending, '\n') + 1
-		if rest := len(l.pending) - n; rest > maxLineHold {
-			// A line too long to hold: cut it after its last blank,
-			// which cannot be inside a URL's host and path.
-			tail := l.pending[n:]
-			if i := bytes.LastIndexAny(tail, " \t\r\v\f"); i >= 0 {
-				n += i + 1
-			} else {
-				n = len(l.pending)
-			}
+		n = bytes.LastIndexByte(buf, '\n') + 1
+		if len(buf)-n > maxLineHold {
+			n = len(buf)
 		}
 	}
-	if n > 0 || final {
-		clean := appendSanitized(l.clean[:0], l.pending[:n])
-		out := l.masker.mask(l.scratch[:0], clean, final)
-		l.emit(out)
-		l.scratch = out[:0]
-		if len(clean) > 0 && &clean[0] != &l.pending[0] {
-			l.clean = clean[:0]
-		}
-		if cap(l.scratch) > 4*maxLineHold || cap(l.clean) > 4*maxLineHold {
-			// A huge single write: do not keep its buffers.
-			l.scratch, l.clean = nil, nil
-		}
-	}
-	if n == len(l.pending) {
-		l.pending = l.pending[:0]
-		if cap(l.pending) > 4*maxLineHold {
-			l.pending = nil
-		}
-	} else if n > 0 {
-		l.pending = append(l.pending[:0], l.pending[n:]...)
+	out := l.masker.mask(l.scratch[:0], buf[:n], final)
+	l.emit(out)
+	l.scratch = out[:0]
+	l.line = append(l.clean[:0], buf[n:]...)
+	l.clean = buf[:0]
+	if cap(l.scratch) > 4*maxLineHold || cap(l.clean) > 4*maxLineHold {
+		// A huge single write: do not keep its buffers.
+		l.scratch, l.clean = nil, nil
 	}
 }
 

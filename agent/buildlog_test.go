@@ -386,3 +386,93 @@ func BenchmarkBuildLogWrite(b *testing.B) {
 		b.ReportMetric(best[0].Seconds()/best[1].Seconds(), "x-floor")
 	}
 }
+
+// A line longer than any hold, without a blank, with a credential
+// straddling where the log used to cut it: neither half of the password
+// reaches the file, whatever the chunking.
+func TestBuildLogLongLineCredential(t *testing.T) {
+	long := strings.Repeat("a", maxLineHold+100)
+	for _, pieces := range [][]string{
+		{long + "http://user:sec", "ret@host/x\n"},
+		{long + "http://user:", "secret@host/x\n"},
+		{long + "http://user:secret", "@host/x\n"},
+		{long + "http://user:secret@", "host/x\n"},
+		{long, "http://TOKEN:x-oauth-basic@host/x ", "done\n"},
+	} {
+		l := newTestLog(t, 0)
+		for _, p := range pieces {
+			fmt.Fprint(l, p)
+		}
+		l.Flush()
+		got := readLog(t, l)
+		for _, s := range []string{"sec", "ret@", "x-oauth-basic"} {
+			if strings.Contains(got[len(long)-10:], s) {
+				t.Errorf("pieces %q: %q reached the log: %q", pieces[1:], s, got[len(long)-10:])
+			}
+		}
+		if !strings.Contains(got, "http://host/x") {
+			t.Errorf("pieces %q: log ends %q", pieces[1:], got[len(long)-10:])
+		}
+	}
+}
+
+// FuzzLineCutting is the property of the sanitiser's line handling: for
+// any input, any chunking and any candidate bound, the output is the
+// one-shot output, no line of it holds a URL credential, and a registered
+// secret never survives the whole log.
+func FuzzLineCutting(f *testing.F) {
+	f.Add([]byte("Setting up http://buildd:secret@host\nx,proxyauth=u:abc-1\n"), "secret", uint64(1), uint8(4))
+	f.Add([]byte("aaaaaaaahttp://user:passwordpassword@host/x"), "", uint64(2), uint8(3))
+	f.Add([]byte("://a:b@c:d@e ://x:y@://u:p@h"), "zz", uint64(3), uint8(1))
+	f.Add([]byte("://uuuuuuuuuuuuuuuu:pppppppppppppppppp:x@h"), "", uint64(4), uint8(5))
+	f.Fuzz(func(t *testing.T, text []byte, secret string, seed uint64, bound uint8) {
+		if len(text) > 8192 || len(secret) > 64 {
+			return
+		}
+		max := 1 + int(bound)%32
+		run := func(pieces [][]byte) []byte {
+			s := lineSanitizer{max: max}
+			var out []byte
+			for _, p := range pieces {
+				out = s.sanitize(out, p, false)
+			}
+			return s.sanitize(out, nil, true)
+		}
+		want := run([][]byte{text})
+		got := run(randomSplits(rand.New(rand.NewPCG(seed, 3)), text))
+		if !bytes.Equal(got, want) {
+			t.Fatalf("bound %d: split output %q != one-shot %q", max, got, want)
+		}
+		if credentialLeft(got) {
+			t.Fatalf("bound %d: a URL credential survived in %q", max, got)
+		}
+		if len(text) < maxCandidate {
+			// Below the real bound, the log's output is SanitizeLines'.
+			if whole := (&lineSanitizer{}).sanitize(nil, text, true); !bytes.Equal(whole, SanitizeLines(text)) && len(whole)+len(SanitizeLines(text)) > 0 {
+				t.Fatalf("streamed %q != SanitizeLines %q", whole, SanitizeLines(text))
+			}
+		}
+		// The whole log, with a registered secret and this bound.
+		dir := t.TempDir()
+		l, err := OpenBuildLog(filepath.Join(dir, "log"), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.sanitizer.max = max
+		l.AddSecret(secret)
+		for _, p := range randomSplits(rand.New(rand.NewPCG(seed, 5)), text) {
+			l.Write(p)
+		}
+		l.Flush()
+		b, _ := os.ReadFile(l.Path())
+		l.Remove()
+		if secret != "" && !strings.ContainsAny(secret, "<>\x00") && survives(string(b), secret) {
+			t.Fatalf("secret %q survived in %q", secret, b)
+		}
+		// Masking can remove a ":", "/" or "@" and so join text into
+		// something credential-shaped; otherwise none is left.
+		if !strings.ContainsAny(secret, ":/@\n \t\r\f\v") && credentialLeft(bytes.ReplaceAll(b, []byte(redactedText), []byte("R"))) {
+			t.Fatalf("a URL credential survived in the log %q", b)
+		}
+	})
+}

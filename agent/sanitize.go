@@ -1,88 +1,416 @@
 package agent
 
-import (
-	"bytes"
-	"regexp"
-)
+import "bytes"
 
-// The two rules of launchpad-buildd's lpbuildd/util.py sanitise_urls, kept
-// byte for byte so that our logs read like the reference's:
+// The two rules of launchpad-buildd's lpbuildd/util.py sanitise_urls:
 //
 //  1. `://([^:@/]*:[^:@/]+@)(\S+)` → `://\2`: URL userinfo with a non-empty
 //     password is dropped (a user alone is kept: it is no secret).
 //  2. `,proxyauth=[^:]+:[A-Za-z0-9-]+` → "": socat's proxy credentials.
 //
-// Python's bytes `\S` is [^ \t\n\r\f\v]; Go's `\S` lacks \v, so it is spelt
-// out. Go's negated classes match any byte of invalid UTF-8 (as U+FFFD), as
-// Python's bytes patterns do.
-var (
-	urlCredentials = regexp.MustCompile(`://([^:@/]*:[^:@/]+@)([^ \t\n\r\f\v]+)`)
-	proxyAuth      = regexp.MustCompile(`,proxyauth=[^:]+:[A-Za-z0-9-]+`)
-)
+// The reference applies them to whole lines with regular expressions.
+// Here they are a streaming transducer (lineSanitizer), for two reasons:
+//
+//   - A build can write a line of any length without a newline. Holding
+//     the whole line is unbounded; cutting it and sanitising the pieces
+//     alone (what this package did) lets a credential straddling the cut
+//     through whole. The transducer holds back only an undecided
+//     candidate (after "://", the bytes that may still turn out to be
+//     userinfo), so nothing is ever cut inside a match and any chunking
+//     of the input gives the same output.
+//   - The reference's rule 1 consumes the rest of the URL (`\S+`), so a
+//     second credential in the same word (`http://a:b@h/http://c:d@h2`,
+//     or `://x:y@c:d@h`) survives it. The transducer applies rule 1 at
+//     every "://" and again after each removal, until no "://" in the
+//     output is followed by a user, ":", a password, "@" and a non-blank:
+//     no URL credential of any kind is left. Rule 1 runs once more after
+//     rule 2, since removing ",proxyauth=…" can join text into a URL
+//     credential. On lines where the reference leaves no such credential
+//     the output is the reference's, byte for byte
+//     (TestSanitizeLineMatchesPython).
+//
+// A candidate is bounded by maxCandidate bytes. A user longer than that
+// is emitted in blocks of maxCandidate (a user is no secret, and rule 1
+// drops only the rest of it); a password longer than that is dropped as
+// it comes, and if it turns out not to have been one (no "@" and
+// non-blank after it) "<redacted>" marks what was dropped. Both happen at
+// byte positions fixed by the input, so the output still does not depend
+// on the chunking.
+//
+// Python's bytes `\S` is [^ \t\n\r\f\v]; userinfo and the proxyauth user
+// may hold any other byte, including invalid UTF-8, as in the reference.
+// A newline ends every candidate: the reference sanitises line by line.
+
+// maxCandidate bounds what one candidate holds back.
+const maxCandidate = 64 << 10
 
 var (
 	schemeSep      = []byte("://")
 	proxyAuthToken = []byte(",proxyauth=")
 )
 
-// SanitizeLine applies launchpad-buildd's two sanitising rules to one line of
-// a build log (a trailing newline may be included). It returns line itself
-// when nothing can match, which substring searches decide in most cases
-// without the regular expressions.
-func SanitizeLine(line []byte) []byte {
-	if i := bytes.Index(line, schemeSep); i >= 0 && bytes.IndexByte(line[i:], '@') >= 0 {
-		line = urlCredentials.ReplaceAll(line, []byte("://$2"))
-	}
-	if bytes.Contains(line, proxyAuthToken) {
-		line = proxyAuth.ReplaceAll(line, nil)
-	}
-	return line
-}
+// SanitizeLine applies the sanitising rules to one line of a build log (a
+// trailing newline may be included). It returns line itself when nothing
+// can match.
+func SanitizeLine(line []byte) []byte { return SanitizeLines(line) }
 
 // SanitizeLines applies SanitizeLine to every "\n"-terminated line of text
 // (the last line may lack its newline), the way launchpad-buildd's
 // sanitizeBuildlog streams a whole log. Text without "://" or ",proxyauth="
-// is returned as is without being split.
-func SanitizeLines(text []byte) []byte { return appendSanitized(nil, text) }
-
-// appendSanitized is SanitizeLines appending to dst; it returns text itself
-// (not dst) when nothing can match. Only the lines holding "://" or
-// ",proxyauth=" are looked at line by line; the rest is copied in bulk.
-func appendSanitized(dst, text []byte) []byte {
-	nextScheme := bytes.Index(text, schemeSep)
-	nextProxy := bytes.Index(text, proxyAuthToken)
-	if nextScheme < 0 && nextProxy < 0 {
+// is returned as is.
+func SanitizeLines(text []byte) []byte {
+	if !bytes.Contains(text, schemeSep) && !bytes.Contains(text, proxyAuthToken) {
 		return text
 	}
-	for {
-		i := nextScheme
-		if i < 0 || (nextProxy >= 0 && nextProxy < i) {
-			i = nextProxy
-		}
-		if i < 0 {
-			return append(dst, text...)
-		}
-		start := bytes.LastIndexByte(text[:i], '\n') + 1
-		end := len(text)
-		if n := bytes.IndexByte(text[i:], '\n'); n >= 0 {
-			end = i + n + 1
-		}
-		dst = append(dst, text[:start]...)
-		dst = append(dst, SanitizeLine(text[start:end])...)
-		text = text[end:]
-		// Find the next candidates in what is left, searching again only
-		// for those the line consumed.
-		if nextScheme >= 0 {
-			if nextScheme -= end; nextScheme < 0 {
-				nextScheme = bytes.Index(text, schemeSep)
+	var s lineSanitizer
+	return s.sanitize(nil, text, true)
+}
+
+// lineSanitizer is the streaming sanitiser: rule 1 (urlStage), rule 2
+// (proxyAuthStage), and rule 1 again, since removing ",proxyauth=…" can
+// join text into a URL credential. The zero value is ready; max 0 means
+// maxCandidate (tests make it small).
+type lineSanitizer struct {
+	url1 urlStage
+	auth proxyAuthStage
+	url2 urlStage
+	mid  [2][]byte // the stages' outputs, reused
+	max  int
+}
+
+// sanitize appends to dst what of p can be emitted now; with final set
+// nothing is held back (end of the log).
+func (s *lineSanitizer) sanitize(dst, p []byte, final bool) []byte {
+	limit := s.max
+	if limit <= 0 {
+		limit = maxCandidate
+	}
+	s.url1.max, s.auth.max, s.url2.max = limit, limit, limit
+	a := s.url1.feed(s.mid[0][:0], p)
+	if final {
+		a = s.url1.end(a)
+	}
+	b := s.auth.feed(s.mid[1][:0], a)
+	if final {
+		b = s.auth.end(b)
+	}
+	dst = s.url2.feed(dst, b)
+	if final {
+		dst = s.url2.end(dst)
+	}
+	s.mid[0], s.mid[1] = a[:0], b[:0]
+	if cap(a) > 4*limit || cap(b) > 4*limit {
+		s.mid = [2][]byte{}
+	}
+	return dst
+}
+
+// reset forgets anything held back.
+func (s *lineSanitizer) reset() { *s = lineSanitizer{max: s.max} }
+
+func isBlank(c byte) bool {
+	switch c {
+	case ' ', '\t', '\n', '\r', '\f', '\v':
+		return true
+	}
+	return false
+}
+
+// urlStage is rule 1. Its states:
+type urlState uint8
+
+const (
+	urlText   urlState = iota // held: a proper prefix of "://" (":" or ":/")
+	urlUser                   // after "://": held is the user so far
+	urlPass                   // after the user's ":": held is what of user ":" password is not emitted
+	urlAt                     // after the password's "@": the next byte decides
+	urlDrop                   // a password over max: dropped as it comes
+	urlDropAt                 // its "@" dropped too: the next byte decides
+)
+
+type urlStage struct {
+	state urlState
+	held  []byte
+	pass  int  // password bytes seen (urlPass)
+	split bool // user and ":" were emitted (a dropped password): after a removal, continue in urlPass
+	max   int
+}
+
+// feed appends to dst what of p can be emitted.
+func (u *urlStage) feed(dst, p []byte) []byte {
+	for i := 0; i < len(p); {
+		c := p[i]
+		switch u.state {
+		case urlText:
+			if len(u.held) == 0 {
+				// Fast path: copy up to the next ":".
+				j := bytes.IndexByte(p[i:], ':')
+				if j < 0 {
+					return append(dst, p[i:]...)
+				}
+				dst = append(dst, p[i:i+j]...)
+				i += j
+				u.held = append(u.held, ':')
+				i++
+				continue
 			}
+			if c == schemeSep[len(u.held)] {
+				u.held = append(u.held, c)
+				i++
+				if len(u.held) == len(schemeSep) {
+					dst = append(dst, schemeSep...)
+					u.held = u.held[:0]
+					u.state, u.split = urlUser, false
+				}
+				continue
+			}
+			// Not "://": emit the prefix; ":" may start another.
+			dst = append(dst, u.held...)
+			u.held = u.held[:0]
+			if c != ':' {
+				dst = append(dst, c)
+			} else {
+				u.held = append(u.held, c)
+			}
+			i++
+		case urlUser:
+			j := i
+			for j < len(p) && !isUserStop(p[j]) {
+				j++
+			}
+			for i < j {
+				n := min(j-i, u.max-len(u.held))
+				u.held = append(u.held, p[i:i+n]...)
+				i += n
+				if len(u.held) >= u.max {
+					// A user is no secret: emit it a block at a time.
+					dst = append(dst, u.held...)
+					u.held = u.held[:0]
+				}
+			}
+			if i == len(p) {
+				return dst
+			}
+			if p[i] == ':' {
+				u.held = append(u.held, ':')
+				u.state, u.pass = urlPass, 0
+				i++
+				continue
+			}
+			dst = u.fail(dst)
+		case urlPass:
+			j := i
+			for j < len(p) && !isUserStop(p[j]) {
+				j++
+			}
+			u.held = append(u.held, p[i:j]...)
+			u.pass += j - i
+			i = j
+			if len(u.held) > u.max {
+				// Too long to hold: emit the user and ":", drop the
+				// password from here on.
+				dst = append(dst, u.held[:len(u.held)-u.pass]...)
+				u.held = u.held[:0]
+				u.state, u.split = urlDrop, true
+				continue
+			}
+			if i == len(p) {
+				return dst
+			}
+			if p[i] == '@' && u.pass > 0 {
+				u.held = append(u.held, '@')
+				u.state = urlAt
+				i++
+				continue
+			}
+			dst = u.fail(dst)
+		case urlAt, urlDropAt:
+			if !isBlank(c) {
+				// A credential: drop it and look again at what follows
+				// the same "://" (byte c is not consumed).
+				u.held = u.held[:0]
+				u.state, u.pass = urlUser, 0
+				if u.split {
+					u.state = urlPass
+				}
+				continue
+			}
+			if u.state == urlDropAt {
+				dst = append(dst, redactedText...)
+				u.state = urlText
+				continue
+			}
+			dst = u.fail(dst)
+		case urlDrop:
+			j := i
+			for j < len(p) && !isUserStop(p[j]) {
+				j++
+			}
+			i = j
+			if i == len(p) {
+				return dst
+			}
+			if p[i] == '@' {
+				u.state = urlDropAt
+				i++
+				continue
+			}
+			dst = append(dst, redactedText...)
+			u.state = urlText
 		}
-		if nextProxy >= 0 {
-			if nextProxy -= end; nextProxy < 0 {
-				nextProxy = bytes.Index(text, proxyAuthToken)
+	}
+	return dst
+}
+
+// isUserStop: the bytes that end a run of userinfo ("[^:@/]" within a line).
+func isUserStop(c byte) bool { return c == ':' || c == '@' || c == '/' || c == '\n' }
+
+// fail ends a candidate that is no credential: what it held is emitted,
+// but a trailing ":" may start a "://" with the byte that follows, which
+// is looked at again in urlText.
+func (u *urlStage) fail(dst []byte) []byte {
+	h := u.held
+	u.held = u.held[:0]
+	u.state = urlText
+	if n := len(h); n > 0 && h[n-1] == ':' {
+		dst = append(dst, h[:n-1]...)
+		u.held = append(u.held, ':')
+		return dst
+	}
+	return append(dst, h...)
+}
+
+// end emits anything held back.
+func (u *urlStage) end(dst []byte) []byte {
+	switch u.state {
+	case urlDrop, urlDropAt:
+		dst = append(dst, redactedText...)
+	default:
+		dst = append(dst, u.held...)
+	}
+	*u = urlStage{held: u.held[:0], max: u.max}
+	return dst
+}
+
+// proxyAuthStage is rule 2. Its states:
+type authState uint8
+
+const (
+	authText authState = iota // held: a proper prefix of ",proxyauth="
+	authUser                  // held: ",proxyauth=" and the user so far (what is not emitted)
+	authPass                  // held: that and ":"; the next byte decides
+	authDrop                  // in the password: dropped as it comes
+)
+
+type proxyAuthStage struct {
+	state authState
+	held  []byte
+	user  int // user bytes seen
+	max   int
+}
+
+func isAuthPass(c byte) bool {
+	return c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-'
+}
+
+func (a *proxyAuthStage) feed(dst, p []byte) []byte {
+	for i := 0; i < len(p); {
+		c := p[i]
+		switch a.state {
+		case authText:
+			if len(a.held) == 0 {
+				j := bytes.IndexByte(p[i:], ',')
+				if j < 0 {
+					return append(dst, p[i:]...)
+				}
+				dst = append(dst, p[i:i+j]...)
+				i += j
+				a.held = append(a.held, ',')
+				i++
+				continue
+			}
+			if c == proxyAuthToken[len(a.held)] {
+				a.held = append(a.held, c)
+				i++
+				if len(a.held) == len(proxyAuthToken) {
+					a.state, a.user = authUser, 0
+				}
+				continue
+			}
+			// "," occurs once in the token: only c itself may restart it.
+			dst = append(dst, a.held...)
+			a.held = a.held[:0]
+			if c != ',' {
+				dst = append(dst, c)
+			} else {
+				a.held = append(a.held, c)
+			}
+			i++
+		case authUser:
+			j := i
+			for j < len(p) && p[j] != ':' && p[j] != '\n' {
+				j++
+			}
+			for i < j {
+				n := min(j-i, len(proxyAuthToken)+a.max-len(a.held))
+				a.held = append(a.held, p[i:i+n]...)
+				a.user += n
+				i += n
+				if len(a.held) >= len(proxyAuthToken)+a.max {
+					// A user is no secret: emit it a block at a time.
+					dst = append(dst, a.held...)
+					a.held = a.held[:0]
+				}
+			}
+			if i == len(p) {
+				return dst
+			}
+			if p[i] == ':' && a.user > 0 {
+				a.held = append(a.held, ':')
+				a.state = authPass
+				i++
+				continue
+			}
+			dst = a.fail(dst)
+		case authPass:
+			if isAuthPass(c) {
+				// A credential: everything held goes, and the password
+				// with it as it comes.
+				a.held = a.held[:0]
+				a.state = authDrop
+				i++
+				continue
+			}
+			dst = a.fail(dst)
+		case authDrop:
+			for i < len(p) && isAuthPass(p[i]) {
+				i++
+			}
+			if i < len(p) {
+				a.state = authText
 			}
 		}
 	}
+	return dst
+}
+
+// fail ends a candidate that is no credential. Any ",proxyauth=" inside
+// what it held reaches the same ":" and the same next byte, so it fails
+// too: the held bytes are emitted as they are, and the byte that ended
+// the candidate is looked at again in authText.
+func (a *proxyAuthStage) fail(dst []byte) []byte {
+	dst = append(dst, a.held...)
+	a.held = a.held[:0]
+	a.state = authText
+	return dst
+}
+
+func (a *proxyAuthStage) end(dst []byte) []byte {
+	if a.state != authDrop {
+		dst = append(dst, a.held...)
+	}
+	*a = proxyAuthStage{held: a.held[:0], max: a.max}
+	return dst
 }
 
 // redactedText replaces every occurrence of a registered secret.

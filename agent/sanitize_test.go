@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"math/rand/v2"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -223,29 +224,63 @@ func survives(out, s string) bool {
 	return strings.Contains(strings.ReplaceAll(out, redactedText, "\x00"), s)
 }
 
-// pythonSanitiser is launchpad-buildd's _sanitizeURLs over bytes (lpbuildd/
-// builder.py): one hex-encoded line in, one out.
+// pythonSanitiser runs launchpad-buildd's _sanitizeURLs over bytes (lpbuildd/
+// builder.py) line by line ("\n"), as its sanitizeBuildlog does, on
+// hex-encoded text, and prints two results: the reference's, and the
+// reference's two regular expressions applied the way this package
+// applies them (the URL rule until nothing changes, proxyauth, the URL
+// rule again); then 1 if the reference's URL rule leaves a credential it
+// did not see (one inside the rest of a URL it already matched).
 const pythonSanitiser = `
 import binascii, re, sys
 password_re = re.compile(rb"://([^:@/]*:[^:@/]+@)(\S+)")
 proxyauth_re = re.compile(rb",proxyauth=[^:]+:[A-Za-z0-9-]+")
+def reference(b):
+    b = password_re.sub(rb"://\2", b)
+    return proxyauth_re.sub(b"", b)
+def url_fixpoint(b):
+    while True:
+        n = password_re.sub(rb"://\2", b)
+        if n == b:
+            return b
+        b = n
+def fixpoint(b):
+    return url_fixpoint(proxyauth_re.sub(b"", url_fixpoint(b)))
 for line in sys.stdin:
     b = binascii.unhexlify(line.strip())
-    b = password_re.sub(rb"://\2", b)
-    b = proxyauth_re.sub(b"", b)
-    sys.stdout.write(binascii.hexlify(b).decode() + "\n")
+    ref = b"\n".join(reference(l) for l in b.split(b"\n"))
+    fix = b"\n".join(fixpoint(l) for l in b.split(b"\n"))
+    nested = any(password_re.search(password_re.sub(rb"://\2", l)) for l in b.split(b"\n"))
+    sys.stdout.write(binascii.hexlify(ref).decode() + " " + binascii.hexlify(fix).decode() + " " + str(int(nested)) + "\n")
 `
 
+// credentialLeft reports whether a line of out still holds a URL
+// credential by the reference's own pattern.
+func credentialLeft(out []byte) bool {
+	for _, l := range bytes.Split(out, []byte("\n")) {
+		if urlCredentialRE.Match(l) {
+			return true
+		}
+	}
+	return false
+}
+
+// urlCredentialRE is the reference's rule 1 (Python's bytes \S spelt out).
+var urlCredentialRE = regexp.MustCompile(`://([^:@/]*:[^:@/]+@)([^ \t\n\r\f\v]+)`)
+
 // TestSanitizeLineMatchesPython runs the reference's own regular
-// expressions in the real Python on random lines and compares.
+// expressions in the real Python on random text and compares: ours is the
+// fixpoint form, never leaves a URL credential, and equals the reference
+// on every line where the reference leaves none (and its URL rule saw
+// every one: its proxyauth rule can remove what is left of one).
 func TestSanitizeLineMatchesPython(t *testing.T) {
 	py := testenv.RequireCommand(t, "python3")
 	r := rand.New(rand.NewPCG(11, 12))
-	pieces := []string{"://", ":", "@", "/", " ", "\t", "\v", "\r", "\f", ",proxyauth=", "u", "pw", "host", "-", "\xff", "é", "a1", "http", "\x00", "\x1c", "\x85", "\xa0", "\n"}
+	pieces := []string{"://", ":", "@", "/", " ", "\t", "\v", "\r", "\f", ",proxyauth=", "u", "pw", "host", "-", "\xff", "é", "a1", "http", "\x00", "\x1c", "\x85", "\xa0", "\n", ",", "://u:pw@", "c:d@", ",proxyauth=u:"}
 	var lines [][]byte
-	for range 3000 {
+	for range 6000 {
 		var b []byte
-		for range r.IntN(14) {
+		for range r.IntN(16) {
 			b = append(b, pieces[r.IntN(len(pieces))]...)
 		}
 		lines = append(lines, b)
@@ -264,10 +299,32 @@ func TestSanitizeLineMatchesPython(t *testing.T) {
 	if len(got) != len(lines) {
 		t.Fatalf("python3 returned %d lines for %d", len(got), len(lines))
 	}
+	differ, refLeaks := 0, 0
 	for i, l := range lines {
-		want, _ := hex.DecodeString(got[i])
-		if ours := SanitizeLine(l); !bytes.Equal(ours, want) {
-			t.Errorf("line %q: ours %q, Python %q", l, ours, want)
+		f := strings.Split(got[i], " ")
+		if len(f) != 3 {
+			t.Fatalf("python3 line %q", got[i])
+		}
+		refHex, fixHex, nested := f[0], f[1], f[2] == "1"
+		ref, _ := hex.DecodeString(refHex)
+		fix, _ := hex.DecodeString(fixHex)
+		ours := SanitizeLines(l)
+		if !bytes.Equal(ours, fix) {
+			t.Errorf("line %q: ours %q, Python fixpoint %q", l, ours, fix)
+		}
+		if credentialLeft(ours) {
+			t.Errorf("line %q: ours %q still holds a URL credential", l, ours)
+		}
+		leaky := nested || credentialLeft(ref)
+		if leaky {
+			refLeaks++
+		}
+		if !leaky && !bytes.Equal(ours, ref) {
+			t.Errorf("line %q: ours %q, reference %q", l, ours, ref)
+		}
+		if !bytes.Equal(ours, ref) {
+			differ++
 		}
 	}
+	t.Logf("%d of %d random lines differ from the reference; it leaves a URL credential in %d", differ, len(lines), refLeaks)
 }
