@@ -7,6 +7,7 @@ import (
 	"io"
 	"regexp"
 	"strings"
+	"sync"
 )
 
 // The GCC warnings check-implicit-pointer-functions looks for: a function
@@ -26,6 +27,12 @@ var (
 		`) makes pointer from integer without a cast` +
 		`|` +
 		`cast to pointer from integer of different size)`)
+)
+
+var (
+	implicitNeedle = []byte(" warning: implicit declaration of function ")
+	pointerNeedle  = []byte(" makes pointer from integer without a cast")
+	castNeedle     = []byte(" warning: cast to pointer from integer of different size")
 )
 
 // implicitPointerTrailer is what filter_log --inline writes after the list
@@ -62,8 +69,11 @@ const (
 // "Function `f' implicitly converted to pointer at file:line" after each
 // line that completes such a problem, and on Close repeats the problems
 // followed by an explanation. Without inline it writes only the problem
-// lines. Writes may split lines anywhere.
+// lines. Writes may split lines anywhere. It is safe for concurrent use,
+// so it can take a command's stdout and stderr, but output from two
+// streams interleaves at write boundaries, which can split a warning line.
 type ImplicitPointerFilter struct {
+	mu     sync.Mutex
 	w      io.Writer
 	inline bool
 
@@ -87,7 +97,11 @@ func NewImplicitPointerFilter(w io.Writer, inline bool) *ImplicitPointerFilter {
 // Problems returns the number of problems seen so far
 // (check-implicit-pointer-functions exits 2 when it is non-zero, unless
 // warn-only).
-func (f *ImplicitPointerFilter) Problems() int { return f.problems }
+func (f *ImplicitPointerFilter) Problems() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.problems
+}
 
 func (f *ImplicitPointerFilter) write(p []byte) error {
 	if f.err != nil {
@@ -101,6 +115,8 @@ func (f *ImplicitPointerFilter) write(p []byte) error {
 
 // Write passes p through (inline) and checks each completed line.
 func (f *ImplicitPointerFilter) Write(p []byte) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	if f.closed {
 		return 0, errors.New("write to closed implicit pointer filter")
 	}
@@ -137,11 +153,19 @@ func (f *ImplicitPointerFilter) Write(p []byte) (int, error) {
 func (f *ImplicitPointerFilter) endLine() error {
 	line := f.line
 	f.line = f.line[:0]
-	if m := implicitRE.FindSubmatch(line); m != nil {
-		f.lastFile = append(f.lastFile[:0], m[1]...)
-		f.lastLine = normaliseNumber(m[2])
-		f.lastFunc = append(f.lastFunc[:0], m[4]...)
+	// Literals each pattern needs, so that ordinary lines skip the
+	// (slow, for every line) regexps.
+	maybeImplicit := bytes.Contains(line, implicitNeedle)
+	if !maybeImplicit && !bytes.Contains(line, pointerNeedle) && !bytes.Contains(line, castNeedle) {
 		return nil
+	}
+	if maybeImplicit {
+		if m := implicitRE.FindSubmatch(line); m != nil {
+			f.lastFile = append(f.lastFile[:0], m[1]...)
+			f.lastLine = normaliseNumber(m[2])
+			f.lastFunc = append(f.lastFunc[:0], m[4]...)
+			return nil
+		}
 	}
 	m := pointerRE.FindSubmatch(line)
 	if m == nil || f.lastLine == "" || !bytes.Equal(m[1], f.lastFile) || normaliseNumber(m[2]) != f.lastLine {
@@ -173,6 +197,8 @@ func normaliseNumber(d []byte) string {
 // Close checks a last line without "\n" and, inline, writes the summary.
 // It does not close w.
 func (f *ImplicitPointerFilter) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	if f.closed {
 		return f.err
 	}

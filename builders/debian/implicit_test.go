@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
 	"math/rand"
 	"os"
 	"os/exec"
@@ -223,6 +224,16 @@ func TestImplicitPointerFilterReference(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "cipf.py"), src, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	pat := exec.Command("python3", "-c", "import cipf; print(cipf.implicit_pattern.pattern.decode()); print(cipf.pointer_pattern.pattern.decode())")
+	pat.Dir = dir
+	pats, err := pat.Output()
+	if err != nil {
+		t.Fatalf("python3: %v", err)
+	}
+	ours := strings.TrimPrefix(implicitRE.String(), "^") + "\n" + strings.TrimPrefix(pointerRE.String(), "^") + "\n"
+	if string(pats) != ours {
+		t.Errorf("patterns differ:\n ours %q\n  ref %q", ours, pats)
+	}
 	r := rand.New(rand.NewSource(7))
 	pieces := []string{
 		"a.c:1: warning: implicit declaration of function 'f'\n", "a.c:01:2: warning: implicit declaration of function `g'\n",
@@ -282,5 +293,26 @@ json.dump(out, sys.stdout)
 				t.Errorf("input %q inline=%v:\n got %q (%d)\nwant %q (%d)", in, inline, got, problems, w.Out, w.Problems)
 			}
 		}
+	}
+}
+
+// BenchmarkImplicitPointerFilter measures the filter on compiler-like
+// output in 32 KiB writes.
+func BenchmarkImplicitPointerFilter(b *testing.B) {
+	var in bytes.Buffer
+	for in.Len() < 16<<20 {
+		in.WriteString("gcc -O2 -g -Wall -c src/module.c -o build/module.o -I/usr/include/glib-2.0 -DHAVE_CONFIG_H\n")
+		in.WriteString("src/module.c:123:45: warning: unused variable 'x' [-Wunused-variable]\n")
+	}
+	data := in.Bytes()
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		f := NewImplicitPointerFilter(io.Discard, true)
+		for rest := data; len(rest) > 0; {
+			n := min(32<<10, len(rest))
+			f.Write(rest[:n])
+			rest = rest[n:]
+		}
+		f.Close()
 	}
 }

@@ -51,17 +51,20 @@ var (
 // picks the same (leftmost-first, backtracking-preferred) match as
 // Python's re, and every literal is ASCII, so byte offsets agree even on
 // invalid UTF-8 (TestSearchLogPython compares the two).
-const unmetHeader = "The following packages have unmet dependencies:\n"
+const (
+	unmetHeader   = "The following packages have unmet dependencies:\n"
+	unmetHeaderRE = `The following packages have unmet dependencies:\n`
+)
 
 var (
 	givenBackPattern    = &logPattern{lineStart: "E: There are problems and -y was used without --force-yes"}
 	maybeDepFailPattern = &logPattern{
-		re: regexp.MustCompile(`(?ms)` + regexp.QuoteMeta(unmetHeader) +
+		re: regexp.MustCompile(`(?ms)` + unmetHeaderRE +
 			`.* Depends: [^ ]*( \([^)]*\))? (` + strings.Join(aptDubiousDepPatterns, "|") + `)\n`),
 		endings: []string{"but it is not installed\n", "but it is not going to be installed\n"},
 	}
 	depFailPattern = &logPattern{
-		re: regexp.MustCompile(`(?ms)` + regexp.QuoteMeta(unmetHeader) +
+		re: regexp.MustCompile(`(?ms)` + unmetHeaderRE +
 			`.* Depends: (?P<p>[^ ]*( \([^)]*\))?) (` + strings.Join(aptMissingDepPatterns, "|") + `)\n`),
 		endings: []string{" is to be installed\n", " is installed\n", "but it is not installable\n", "but it is a virtual package\n"},
 	}

@@ -246,3 +246,54 @@ func showGroups(gs []*string) string {
 	}
 	return "[" + strings.Join(parts, " ") + "]"
 }
+
+// TestLogPatternsReference checks, with LPBUILDD_REPO set to a
+// launchpad-buildd git repository, that the patterns searchLog uses are
+// the reference's BuildLogRegexes and stop pattern, character for
+// character.
+func TestLogPatternsReference(t *testing.T) {
+	repo := os.Getenv("LPBUILDD_REPO")
+	if repo == "" {
+		t.Skip("LPBUILDD_REPO not set")
+	}
+	src, err := exec.Command("git", "-C", repo, "show", "HEAD:lpbuildd/binarypackage.py").Output()
+	if err != nil {
+		t.Fatalf("cannot read the reference: %v", err)
+	}
+	// Evaluate only the module-level pattern definitions.
+	cmd := exec.Command("python3", "-c", `
+import ast, json, sys
+tree = ast.parse(sys.stdin.read())
+keep = [n for n in tree.body if (isinstance(n, ast.Assign) and n.targets[0].id.startswith("APT_"))
+        or (isinstance(n, ast.ClassDef) and n.name == "BuildLogRegexes")]
+ns = {}
+exec(compile(ast.Module(body=keep, type_ignores=[]), "binarypackage.py", "exec"), ns)
+R = ns["BuildLogRegexes"]
+json.dump([R.GIVENBACK, R.MAYBEDEPFAIL, list(R.DEPFAIL)], sys.stdout)
+`)
+	cmd.Stdin = bytes.NewReader(src)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("python3: %v", err)
+	}
+	var ref [3][]string
+	if err := json.Unmarshal(out, &ref); err != nil {
+		t.Fatal(err)
+	}
+	ours := []*logPattern{givenBackPattern, maybeDepFailPattern, depFailPattern}
+	for i, p := range ours {
+		if len(ref[i]) != 1 {
+			t.Fatalf("reference has %d patterns in group %d", len(ref[i]), i)
+		}
+		src, _ := pythonPatternSource(p)
+		if src != ref[i][0] {
+			t.Errorf("pattern %d:\n ours %q\n  ref %q", i, src, ref[i][0])
+		}
+	}
+	if !bytes.Contains(src, []byte(`r"^Toolchain package versions:"`)) {
+		t.Error("the reference's stop pattern changed")
+	}
+	if s, _ := pythonPatternSource(toolchainStopPattern); s != `^Toolchain package versions:` {
+		t.Errorf("stop pattern %q", s)
+	}
+}
