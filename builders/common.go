@@ -382,7 +382,10 @@ type ProxyConfig struct {
 	Upstream           string
 	RevocationEndpoint string
 	ListenAddr         string
-	Log                io.Writer
+	// Listener, if set, is served instead of listening on ListenAddr: a
+	// socket inside the target's own network (target.Listener).
+	Listener net.Listener
+	Log      io.Writer
 }
 
 // CheckoutOptions are given to the host-side VCS checkout.
@@ -600,7 +603,8 @@ func (b *ContainerBuild) PackageAvailable(ctx context.Context, pkg string) (bool
 // or the target's view of the host, on [proxy] port.
 func (b *ContainerBuild) ProxyListenAddr() string {
 	host := b.Env.Config.ProxyBind
-	if host == "" {
+	if _, own := b.Target.(target.Listener); host == "" || own {
+		// A target with a network of its own has no bridge address.
 		host = b.Target.ProxyHost()
 	}
 	port := b.Env.Config.ProxyPort
@@ -617,12 +621,22 @@ func (b *ContainerBuild) StartProxy(ctx context.Context, upstream, revocationEnd
 	if StartProxyFunc == nil {
 		return Fail(BuildBuilderFail, "cannot start the builder proxy: this agent was built without one")
 	}
-	p, err := StartProxyFunc(ctx, ProxyConfig{
+	cfg := ProxyConfig{
 		Upstream:           upstream,
 		RevocationEndpoint: revocationEndpoint,
 		ListenAddr:         b.ProxyListenAddr(),
 		Log:                b.Log,
-	})
+	}
+	if l, ok := b.Target.(target.Listener); ok {
+		// The build's network is its own: the proxy listens inside it,
+		// where nothing on the host can use its credentials.
+		ln, err := l.Listen(ctx, "tcp", cfg.ListenAddr)
+		if err != nil {
+			return b.ctxFail(ctx, BuildBuilderFail, "cannot start the builder proxy: %w", err)
+		}
+		cfg.Listener = ln
+	}
+	p, err := StartProxyFunc(ctx, cfg)
 	if err != nil {
 		return b.ctxFail(ctx, BuildBuilderFail, "cannot start the builder proxy: %w", err)
 	}
@@ -950,21 +964,25 @@ func (b *ContainerBuild) Finish(ctx context.Context, f *Failure) Result {
 	}
 	b.Phase("clean up")
 	if b.Target != nil {
+		// With fast_cleanup (Spec.FastCleanup) the target decides what
+		// teardown it skips: the LXD container is left to the throw-away
+		// machine, while the chroot target still kills its namespace and
+		// removes its build home, since those would otherwise outlive
+		// the build (until the agent exits, and on disk for good).
 		if b.Common.FastCleanup {
-			b.Logf("fast_cleanup: skipping teardown")
-		} else {
-			var errs []error
-			if err := b.Target.Stop(tctx); err != nil {
-				errs = append(errs, fmt.Errorf("cannot stop the target: %w", err))
-			}
-			if err := b.Target.Remove(tctx); err != nil {
-				errs = append(errs, fmt.Errorf("cannot remove the target: %w", err))
-			}
-			if err := errors.Join(errs...); err != nil {
-				b.Logf("%v", err)
-				if f == nil {
-					f = &Failure{Status: BuildBuilderFail, Err: err}
-				}
+			b.Logf("fast_cleanup: skipping what the machine's end removes")
+		}
+		var errs []error
+		if err := b.Target.Stop(tctx); err != nil {
+			errs = append(errs, fmt.Errorf("cannot stop the target: %w", err))
+		}
+		if err := b.Target.Remove(tctx); err != nil {
+			errs = append(errs, fmt.Errorf("cannot remove the target: %w", err))
+		}
+		if err := errors.Join(errs...); err != nil {
+			b.Logf("%v", err)
+			if f == nil {
+				f = &Failure{Status: BuildBuilderFail, Err: err}
 			}
 		}
 	}
@@ -1040,6 +1058,7 @@ func startBuilderProxy(ctx context.Context, cfg ProxyConfig) (BuilderProxy, erro
 		Upstream:           cfg.Upstream,
 		RevocationEndpoint: cfg.RevocationEndpoint,
 		ListenAddr:         cfg.ListenAddr,
+		Listener:           cfg.Listener,
 		Log:                cfg.Log,
 	})
 	if err != nil {

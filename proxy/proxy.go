@@ -55,6 +55,11 @@ type Config struct {
 	// "10.10.10.1" for DefaultPort, "127.0.0.1:0" in tests). All-interface
 	// addresses ("", ":port", 0.0.0.0, ::) and host names are refused.
 	ListenAddr string
+	// Listener, if set, is served instead of listening on ListenAddr
+	// (which is then ignored): a socket the target opened inside its own
+	// network namespace (target.Listener), reachable from the build only.
+	// Stop closes it.
+	Listener net.Listener
 	// AllowedClients are the client addresses served; connections from
 	// elsewhere are closed at once. Empty means loopback plus, for a
 	// non-loopback listen address, its /24 (IPv4) or /64 (IPv6): the bridge.
@@ -146,9 +151,19 @@ func Start(ctx context.Context, cfg Config) (*Proxy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot start builder proxy: %w", err)
 	}
-	ip, addr, err := listenAddress(cfg.ListenAddr)
-	if err != nil {
-		return nil, fmt.Errorf("cannot start builder proxy: %w", err)
+	var ip netip.Addr
+	var addr string
+	if cfg.Listener != nil {
+		ap, err := netip.ParseAddrPort(cfg.Listener.Addr().String())
+		if err != nil {
+			return nil, fmt.Errorf("cannot start builder proxy: listener address %q: %w", cfg.Listener.Addr(), err)
+		}
+		ip, addr = ap.Addr().Unmap(), ap.String()
+	} else {
+		ip, addr, err = listenAddress(cfg.ListenAddr)
+		if err != nil {
+			return nil, fmt.Errorf("cannot start builder proxy: %w", err)
+		}
 	}
 	if cfg.Log == nil {
 		cfg.Log = io.Discard
@@ -181,10 +196,13 @@ func Start(ctx context.Context, cfg Config) (*Proxy, error) {
 		}
 	}
 
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("cannot start builder proxy on %s: %w", addr, err)
+	ln := cfg.Listener
+	if ln == nil {
+		var lc net.ListenConfig
+		ln, err = lc.Listen(ctx, "tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("cannot start builder proxy on %s: %w", addr, err)
+		}
 	}
 	p.ln = &filterListener{Listener: ln, p: p}
 	p.url = "http://" + ln.Addr().String() + "/"

@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path"
@@ -47,7 +48,8 @@ const (
 // stopTimeout bounds Stop's wait for the namespace's processes to die.
 const stopTimeout = 2 * time.Minute
 
-// ProxyHost of a chroot: it shares the host's network namespace.
+// ProxyHost of a chroot: the loopback of its own network namespace, where
+// Listen puts the builder proxy.
 const chrootProxyHost = "127.0.0.1"
 
 // NewChrootFactory returns the factory of chroot targets: a chroot
@@ -167,6 +169,9 @@ type chrootTarget struct {
 	helper *exec.Cmd
 	ctrl   int
 	done   chan struct{} // closed when the helper has been reaped
+	// listeners were opened in the target's network namespace (Listen);
+	// Stop closes them, so that no socket keeps the namespace alive.
+	listeners []net.Listener
 }
 
 var _ target.Target = (*chrootTarget)(nil)
@@ -238,8 +243,9 @@ func (t *chrootTarget) Start(ctx context.Context) error {
 	cmd.ExtraFiles = []*os.File{child}
 	cmd.Stderr = t.opts.Log
 	cmd.SysProcAttr = &syscall.SysProcAttr{
+		// A network namespace of its own: see netns_linux.go.
 		Cloneflags: syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS | syscall.CLONE_NEWPID |
-			syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC,
+			syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC | syscall.CLONE_NEWNET,
 		UidMappings:                toSysMap(t.ids.UIDs),
 		GidMappings:                toSysMap(t.ids.GIDs),
 		GidMappingsEnableSetgroups: true,
@@ -643,6 +649,10 @@ func (t *chrootTarget) Stop(ctx context.Context) error {
 }
 
 func (t *chrootTarget) stopLocked() error {
+	for _, ln := range t.listeners {
+		ln.Close()
+	}
+	t.listeners = nil
 	if t.helper == nil {
 		return nil
 	}

@@ -3,7 +3,7 @@ package rootfs
 // The chroot target's namespace init.
 //
 // Design: Start re-executes the agent's own binary (/proc/self/exe) with
-// nsInitEnv set, in new user, mount, pid, uts and ipc namespaces (Go's
+// nsInitEnv set, in new user, mount, pid, uts, ipc and network namespaces (Go's
 // clone flags and uid/gid maps; as root we write the maps directly). The
 // init() below sees the variable before main runs and becomes the helper:
 // pid 1 of the namespace. It makes every mount of the target through the
@@ -218,6 +218,10 @@ func nsCopy(req nsRequest, fds []int) error {
 // nsSetup runs as root of the new user namespace, in the new mount
 // namespace, before anything of the target runs.
 func nsSetup(cfg nsInitConfig) error {
+	// The network namespace is new: only lo, and down.
+	if err := bringUpLoopback(); err != nil {
+		return err
+	}
 	// Nothing mounted here may propagate back to the host.
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return &MountError{Step: "make / private", Path: "/", Err: err}
@@ -274,8 +278,9 @@ func nsSetup(cfg nsInitConfig) error {
 	}
 	sysFlags := MountFlags{ReadOnly: true, NoSuid: true, NoDev: true, NoExec: true}
 	if err := at("/sys", fs("sysfs", nil, sysFlags)); err != nil {
-		// A new sysfs needs a network namespace of our own; the chroot
-		// shares the host's, so bind the host's /sys read-only instead.
+		// A new sysfs needs a network namespace of our own (which the
+		// helper has); should it still fail, bind the host's /sys
+		// read-only instead.
 		sysFlags.Recursive = true
 		if err := at("/sys", bindHost("/sys", sysFlags)); err != nil {
 			return err

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"net"
 	"time"
 )
 
@@ -38,8 +39,12 @@ type Spec struct {
 	Privileged bool
 	// Constraints from the build master (e.g. "gpu-nvidia").
 	Constraints []string
-	// FastCleanup: Stop and Remove are skipped by the manager at the end of
-	// the build because the machine is thrown away.
+	// FastCleanup: the machine is thrown away after the build, so the
+	// target may skip teardown that only the machine's end would undo
+	// anyway (the LXD target leaves its container). The manager still
+	// calls Stop and Remove: no process of the build may outlive it, and
+	// what would pile up on a long-lived builder (the chroot target's
+	// build home) is still removed.
 	FastCleanup bool
 }
 
@@ -110,9 +115,25 @@ type Target interface {
 	// Remove deletes the target and everything the build left on the host.
 	Remove(ctx context.Context) error
 	// ProxyHost is the address of the host as seen from inside the target
-	// (10.10.10.1 on the LXD bridge, 127.0.0.1 for a chroot sharing the host's
-	// network), where the builder proxy listens for it.
+	// (10.10.10.1 on the LXD bridge; 127.0.0.1 for a chroot, whose network
+	// namespace is its own: see Listener), where the builder proxy listens
+	// for it.
 	ProxyHost() string
+}
+
+// Listener is implemented by a target whose network is its own and holds
+// nothing of the host's (the chroot target: a network namespace with only
+// loopback). Listen opens a listening socket inside that network, where
+// the target's processes reach it at ProxyHost and nothing on the host
+// can; the target closes it when it stops, at the latest. The builder
+// proxy (and the apt archive gate) are served on such sockets.
+//
+// It is an optional interface, not a Target method, because it is what
+// one backend needs to be isolated without a bridge: the LXD target is
+// reached over its bridge (which the agent firewalls) and has nothing to
+// offer here. Managers ask for it with a type assertion.
+type Listener interface {
+	Listen(ctx context.Context, network, address string) (net.Listener, error)
 }
 
 // Options are given to a Factory with every target it makes.
