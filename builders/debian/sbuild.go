@@ -172,6 +172,9 @@ func AnalyseSbuild(exitCode int, log io.ReaderAt, logSize int64, buildDeps func(
 		return Analysis{Status: StatusBuilderFail}
 	}
 
+	if log == nil || logSize < 0 {
+		return Analysis{Status: StatusBuilderFail, Notes: []string{"Cannot read the build log: no log"}}
+	}
 	patterns := []*logPattern{givenBackPattern}
 	tail, err := readTail(log, logSize, failStageTailLen)
 	if err != nil {

@@ -304,6 +304,9 @@ func TestAnalyseSbuildUnreadableLog(t *testing.T) {
 			t.Errorf("after %d: %+v", after, got)
 		}
 	}
+	if got := AnalyseSbuild(3, nil, 0, nil, nil, "amd64"); got.Status != StatusBuilderFail {
+		t.Errorf("nil log: %+v", got)
+	}
 	// A log shorter than announced ends the search there.
 	log := depFailLog("enoent but it is not installable")
 	got := AnalyseSbuild(3, bytes.NewReader([]byte(log)), int64(len(log))+10, nil, nil, "amd64")
