@@ -78,6 +78,10 @@ type Config struct {
 	// BuildHome is the host directory holding per-build directories
 	// (build-<id>); "" = none are made.
 	BuildHome string
+	// AgentPorts are the agent's own TCP ports (XML-RPC and file cache,
+	// metrics): connections to them arriving on the bridge are reset by
+	// INPUT rules the Host owns (firewall.go). None: no rules.
+	AgentPorts []int
 	// Logger is the agent log (slog.Default()).
 	Logger *slog.Logger
 }
@@ -175,6 +179,7 @@ type Host struct {
 	srv server
 	log *slog.Logger
 	net network
+	fw  *firewall // nil without AgentPorts
 
 	// importMu serialises image imports, so two builds on the same chroot
 	// import it once.
@@ -218,6 +223,9 @@ func newHost(ctx context.Context, cfg Config, srv server) (*Host, error) {
 		return nil, err
 	}
 	h := &Host{cfg: cfg, srv: srv, log: cfg.Logger.With("component", "lxd", "instance", cfg.Instance), net: n}
+	if len(cfg.AgentPorts) > 0 {
+		h.fw = newFirewall(cfg.Bridge, cfg.Instance, cfg.AgentPorts, runFirewall)
+	}
 	if err := h.ensure(ctx); err != nil {
 		return nil, err
 	}
@@ -227,10 +235,17 @@ func newHost(ctx context.Context, cfg Config, srv server) (*Host, error) {
 	return h, nil
 }
 
-// Close drops the connection to LXD. Containers and cached images stay.
+// Close removes the firewall rules and drops the connection to LXD.
+// Containers and cached images stay.
 func (h *Host) Close() error {
+	var err error
+	if h.fw != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		err = h.fw.remove(ctx)
+	}
 	h.srv.Disconnect()
-	return nil
+	return err
 }
 
 // Imports is how many images this Host has uploaded to LXD (the cache's
@@ -257,6 +272,12 @@ func (h *Host) ensure(ctx context.Context) error {
 	}
 	if err := h.ensureBridge(); err != nil {
 		return err
+	}
+	if h.fw != nil {
+		// Fail closed: no build without the agent's ports firewalled.
+		if err := h.fw.ensure(ctx); err != nil {
+			return err
+		}
 	}
 	return h.ensureProfile()
 }

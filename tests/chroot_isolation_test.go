@@ -153,7 +153,7 @@ func TestChrootBuildIsolation(t *testing.T) {
 	}
 	st := a.status(t)
 	log := string(a.fetch(t, "buildlog"))
-	if st["build_status"] != "BuildStatus.OK" || !strings.Contains(log, "fetched: "+f.payload) {
+	if st["build_status"] != "BuildStatus.OK" || !strings.Contains(log, `"GET `+f.origin.URL+`/payload HTTP/1.1" 200 `) {
 		t.Errorf("build through the builder proxy: %v; log:\n%s", st["build_status"], tail(log, 3000))
 	}
 	if sawProxyFromHost {

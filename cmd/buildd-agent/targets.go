@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
+	"strconv"
 
 	"github.com/buildd-agent/buildd-agent/agent"
 	"github.com/buildd-agent/buildd-agent/builders/target"
@@ -45,13 +47,30 @@ func targetFactories(ctx context.Context, cfg *agent.Config, logger *slog.Logger
 			ImageMaxCount: c.ImageMaxCount,
 			Instance:      c.Instance,
 			BuildHome:     cfg.Builder.BuildHome,
+			AgentPorts:    agentPorts(cfg),
 			Logger:        logger,
 		})
 		if err != nil {
 			return nil, nil, fmt.Errorf("cannot set up the LXD backend: %w", err)
 		}
 		factories["lxd"] = h.Factory()
-		cleanup = func() { h.Close() }
+		cleanup = func() {
+			if err := h.Close(); err != nil {
+				logger.Warn("cannot close the LXD backend", "error", err)
+			}
+		}
 	}
 	return factories, cleanup, nil
+}
+
+// agentPorts are the agent's own ports, which the LXD host firewalls off
+// its bridge: XML-RPC and file cache, and metrics when served apart.
+func agentPorts(cfg *agent.Config) []int {
+	ports := []int{cfg.Builder.Port}
+	if _, p, err := net.SplitHostPort(cfg.Builder.MetricsAddress); err == nil {
+		if n, err := strconv.Atoi(p); err == nil {
+			ports = append(ports, n)
+		}
+	}
+	return ports
 }
