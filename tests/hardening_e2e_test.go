@@ -515,3 +515,108 @@ func hardFreeDisk(t *testing.T, bin string) {
 		t.Errorf("status after the refusal: %v", st)
 	}
 }
+
+// TestHardeningE2EChrootKill is the report's case on the real chroot
+// backend: kill -9 of the agent during a snap build (snapcraft running in
+// the user-namespace chroot), then a restart and buildd-manager's
+// re-dispatch of the same build id, which must build. Before the fix the
+// 280 MB chroot under <build_home>/build-<id> made it CHROOTFAIL ("mkdir …:
+// file exists"). The chroot's helper processes and mounts must be gone too.
+func TestHardeningE2EChrootKill(t *testing.T) {
+	testenv.RequireRoot(t)
+	f := newSnapFixture(t)
+	f.repo.WriteFile(t, "snap/snapcraft.yaml", f.snapcraftYAML("6.0", "standin-sleep-build: 600"))
+	f.repo.Commit(t, "slow")
+	// The chroot's mapped root must reach its build directory: no 0700
+	// test directory on the way.
+	state, err := os.MkdirTemp("", "hardening-chroot-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(state) })
+	os.Chmod(state, 0o755)
+	h := newHardAgent(t, hardeningBinary(t), func(c *agent.Config) {
+		c.Builder.StateDir = state
+		c.Builder.Backend = "chroot"
+		c.Builder.Architectures = []string{snapE2EArch}
+		c.Proxy.Port = snapFreePort(t, "127.0.0.1")
+	})
+	h.start()
+	if v := h.mustCall(t, "ensurepresent", f.chrootSHA1, f.chrootURL, "", ""); v.([]any)[0] != true {
+		t.Fatalf("ensurepresent of the chroot = %v", v)
+	}
+	const id = "SNAPKILL-1"
+	if v := h.mustCall(t, "build", id, "snap", f.chrootSHA1, map[string]any{}, f.buildArgs("")); !cmp.Equal(v, []any{agent.BuilderBuilding, id}) {
+		t.Fatalf("build() = %v", v)
+	}
+	h.waitBuilding(t, "sleeping 600s as asked")
+	home := filepath.Join(state, "builds", "build-"+id)
+	if _, err := os.Stat(filepath.Join(home, "chroot", "usr", "bin")); err != nil {
+		t.Fatalf("no chroot under the build home: %v", err)
+	}
+	h.kill()
+	// The chroot's helper dies with the agent (parent-death signal): no
+	// process is left whose root is inside the build home.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		left := processesRootedUnder(home)
+		if len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("processes left in the killed build's chroot: %v", left)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	h.start()
+	if st := h.status(t); st["builder_status"] != agent.BuilderIdle {
+		t.Fatalf("after kill -9: %v", st)
+	}
+	if _, err := os.Stat(home); !os.IsNotExist(err) {
+		t.Errorf("the killed build's home was not swept: %v", err)
+	}
+	if m := sweepLine.FindStringSubmatch(h.output.String()); m != nil {
+		t.Logf("sweep of the killed chroot build's home: %s", m[1])
+	}
+	if mi, err := os.ReadFile("/proc/self/mountinfo"); err == nil && bytes.Contains(mi, []byte(home)) {
+		t.Errorf("mounts left under %s", home)
+	}
+	f.repo.WriteFile(t, "snap/snapcraft.yaml", f.snapcraftYAML("6.1"))
+	f.repo.Commit(t, "fast")
+	if v := h.mustCall(t, "build", id, "snap", f.chrootSHA1, map[string]any{}, f.buildArgs("")); !cmp.Equal(v, []any{agent.BuilderBuilding, id}) {
+		t.Fatalf("re-dispatch = %v", v)
+	}
+	deadline = time.Now().Add(5 * time.Minute)
+	var st map[string]any
+	for {
+		st = h.status(t)
+		if st["builder_status"] == agent.BuilderWaiting {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("re-dispatched build still %v", st["builder_status"])
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if st["build_status"] != "BuildStatus.OK" {
+		_, log := h.get(t, "/filecache/buildlog")
+		t.Fatalf("re-dispatched build: %v\n%s", st["build_status"], log)
+	}
+	h.mustCall(t, "clean")
+}
+
+// processesRootedUnder lists the pids whose root directory is dir or below.
+func processesRootedUnder(dir string) []string {
+	var out []string
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		if e.Name()[0] < '0' || e.Name()[0] > '9' {
+			continue
+		}
+		root, err := os.Readlink(filepath.Join("/proc", e.Name(), "root"))
+		if err == nil && (root == dir || strings.HasPrefix(root, dir+"/")) {
+			out = append(out, e.Name())
+		}
+	}
+	return out
+}
