@@ -214,6 +214,7 @@ func TestHardeningE2E(t *testing.T) {
 		fn   func(*testing.T, string)
 	}{
 		{"KillWhileBuilding", hardKillWhileBuilding},
+		{"KillWhileAborting", hardKillWhileAborting},
 		{"KillWhileWaiting", hardKillWhileWaiting},
 		{"DamagedJournal", hardDamagedJournal},
 		{"SparseResult", hardSparseResult},
@@ -261,6 +262,29 @@ func hardKillWhileBuilding(t *testing.T, bin string) {
 	h.build(t, "KILL-1", chroot, map[string]any{}, map[string]any{"make_home": true})
 	st, _ := h.waitFor(t, agent.BuilderWaiting)
 	if st["build_status"] != "BuildStatus.OK" {
+		_, log := h.get(t, "/filecache/buildlog")
+		t.Fatalf("re-dispatched build: %v\n%s", st["build_status"], log)
+	}
+}
+
+// hardKillWhileAborting: kill -9 while ABORTING (a build that ignores the
+// cancellation); the restart is IDLE and the same id builds again.
+func hardKillWhileAborting(t *testing.T, bin string) {
+	h := newHardAgent(t, bin, func(c *agent.Config) { c.Builder.AbortTimeout.Duration = time.Hour })
+	h.start()
+	chroot := h.ensure(t, []byte("chroot tarball"))
+	h.build(t, "ABRT-1", chroot, map[string]any{}, map[string]any{"make_home": true, "sleep": int64(600), "ignore_cancel": true})
+	h.waitBuilding(t, "sleeping")
+	if v := h.mustCall(t, "abort"); v != agent.BuilderAborting {
+		t.Fatalf("abort = %v", v)
+	}
+	h.kill()
+	h.start()
+	if st := h.status(t); st["builder_status"] != agent.BuilderIdle {
+		t.Fatalf("after kill -9 while ABORTING: %v", st)
+	}
+	h.build(t, "ABRT-1", chroot, map[string]any{}, map[string]any{"make_home": true})
+	if st, _ := h.waitFor(t, agent.BuilderWaiting); st["build_status"] != "BuildStatus.OK" {
 		_, log := h.get(t, "/filecache/buildlog")
 		t.Fatalf("re-dispatched build: %v\n%s", st["build_status"], log)
 	}
