@@ -277,6 +277,11 @@ func newSbuildFixture(t *testing.T, run func(c rootfs.IsolatedCommand, killed <-
 	m.req.Chroot.Path, m.req.Chroot.SHA1, m.req.Chroot.Type = chroot, hex.EncodeToString(sum[:]), "chroot"
 	env := newFakeEnv(&fakeTarget{})
 	state := t.TempDir()
+	// The build home must be searchable by the build user (checkSearchable);
+	// the testing package makes its directories 0700.
+	for d := state; d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
+		os.Chmod(d, 0o755)
+	}
 	env.Config.StateDir = state
 	env.Config.BuildHome = filepath.Join(state, "builds")
 	env.Config.SbuildUser = "buildd"
@@ -546,12 +551,16 @@ func TestBinaryPackageAbortKillsSbuild(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan Result, 1)
 	go func() { done <- fx.run(ctx) }()
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		fx.fake.mu.Lock()
 		started := fx.fake.started
 		fx.fake.mu.Unlock()
 		if started {
 			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sbuild never started; log:\n%s", fx.env.logText())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -580,6 +589,16 @@ func TestBinaryPackageLeftoversOfACrashAreRemoved(t *testing.T) {
 	os.MkdirAll(old, 0o755)
 	if res := fx.run(context.Background()); res.Status != BuildOK {
 		t.Fatalf("status %s; log:\n%s", res.Status, fx.env.logText())
+	}
+}
+
+func TestCheckSearchable(t *testing.T) {
+	dir := t.TempDir()
+	inner := filepath.Join(dir, "a", "b")
+	os.MkdirAll(inner, 0o755)
+	os.Chmod(filepath.Join(dir, "a"), 0o700)
+	if err := checkSearchable(inner); err == nil || !strings.Contains(err.Error(), "chmod o+x "+filepath.Join(dir, "a")) {
+		t.Errorf("0700 parent: %v", err)
 	}
 }
 

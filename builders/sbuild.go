@@ -146,8 +146,26 @@ func CheckSbuildHost(cfg ManagerConfig) error {
 	if cfg.BuildHome == "" {
 		return errors.New("no build home configured")
 	}
+	if err := checkSearchable(cfg.BuildHome); err != nil {
+		return err
+	}
 	_, err := lookupSbuildUser(cfg.SbuildUser)
 	return err
+}
+
+// checkSearchable: sbuild runs as the build user, and its build root as
+// that user's subordinate ids, inside <build_home>/build-<id>: every
+// directory above it must let others through.
+func checkSearchable(dir string) error {
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		st, err := os.Stat(d)
+		if err == nil && st.Mode().Perm()&0o001 == 0 {
+			return fmt.Errorf("%s (mode %v) is not searchable by other users, so the build user cannot reach the build home %s (chmod o+x %s)", d, st.Mode().Perm(), dir, d)
+		}
+		if d == "/" || d == "." {
+			return nil
+		}
+	}
 }
 
 // sbuildBuild is one binarypackage build's run-time state.
@@ -271,6 +289,9 @@ func (b *sbuildBuild) makeDir(ctx context.Context) *Failure {
 	}
 	if err := os.MkdirAll(home, 0o755); err != nil {
 		return Fail(BuildBuilderFail, "cannot create the build home: %w", err)
+	}
+	if err := checkSearchable(home); err != nil {
+		return Fail(BuildBuilderFail, "cannot build: %w", err)
 	}
 	dir := filepath.Join(home, "build-"+b.m.req.BuildID)
 	if _, err := os.Lstat(dir); err == nil {
