@@ -9,10 +9,12 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
 	"github.com/buildd-agent/buildd-agent/builders/target"
+	"github.com/buildd-agent/buildd-agent/proxy"
 )
 
 // oneLineSeries keep /etc/apt/sources.list; later series get deb822.
@@ -160,9 +162,23 @@ func (b *ContainerBuild) ConfigureArchives(ctx context.Context, archives, truste
 	if len(archives) == 0 && len(trustedKeys) == 0 {
 		return nil
 	}
+	var gate string
+	if l, ok := b.Target.(target.Listener); ok && len(archives) > 0 {
+		// The build's network is its own: apt reaches the archives, and
+		// only them, through a gate served inside it (proxy/archivegate.go).
+		u, err := startArchiveGate(ctx, l, archives, aptProxy, b.Log)
+		if err != nil {
+			return b.ctxFail(ctx, BuildChrootFail, "cannot start the archive gate: %w", err)
+		}
+		gate, aptProxy = u, u
+	}
 	setup, err := NewAptSetup(b.Spec.BuildID, b.Spec.Series, archives, trustedKeys, aptProxy)
 	if err != nil {
 		return Fail(BuildChrootFail, "%w", err)
+	}
+	if gate != "" {
+		setup.Files = append(setup.Files, AptFile{Path: "/etc/apt/apt.conf.d/99proxy-https",
+			Data: []byte(fmt.Sprintf("Acquire::https::Proxy \"%s\";\n", gate))})
 	}
 	for _, n := range setup.Notes {
 		b.Logf("%s", n)
@@ -211,4 +227,19 @@ func decodeBase64Key(s string) ([]byte, error) {
 		return nil, errors.New("empty key")
 	}
 	return key, nil
+}
+
+// startArchiveGate serves the archive gate on a socket inside the target's
+// network (the target closes it when it stops) and returns its URL.
+func startArchiveGate(ctx context.Context, l target.Listener, archives []string, aptProxy string, log io.Writer) (string, error) {
+	ln, err := l.Listen(ctx, "tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	g, err := proxy.StartArchiveGate(ln, proxy.ArchiveGateConfig{Archives: archives, Upstream: aptProxy, Log: log})
+	if err != nil {
+		ln.Close()
+		return "", err
+	}
+	return g.URL(), nil
 }
