@@ -45,7 +45,9 @@ func SbuildTarball(t testing.TB) string {
 	// Old repacks of an earlier chroot are dead weight.
 	if old, _ := filepath.Glob(filepath.Join(filepath.Dir(src), base+"-sbuild-*.tar.zst")); len(old) > 0 {
 		for _, o := range old {
-			_ = os.Remove(o)
+			if o != out {
+				_ = os.Remove(o)
+			}
 		}
 	}
 	if err := os.Rename(tmp, out); err != nil {
