@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/buildd-agent/buildd-agent/tests/testenv"
 )
 
 // BinarySpec describes a generated binary package: just control data and a
@@ -28,6 +30,7 @@ var BrokenDep = BinarySpec{Name: "feas-brokendep", Version: "1.0", Depends: "lib
 // .deb's path.
 func BinaryPackage(t testing.TB, dir string, spec BinarySpec) string {
 	t.Helper()
+	testenv.RequireCommand(t, "dpkg-deb")
 	if spec.Name == "" || spec.Version == "" {
 		t.Fatalf("BinarySpec needs a name and a version: %+v", spec)
 	}

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/buildd-agent/buildd-agent/tests/testenv"
 )
 
 // Arch says which binary packages a source package builds.
@@ -96,6 +98,7 @@ var (
 // The source tree stays in dir/<name>-<upstream version>.
 func SourcePackage(t testing.TB, dir string, spec SourceSpec) string {
 	t.Helper()
+	testenv.RequireCommand(t, "dpkg-source")
 	if !packageName.MatchString(spec.Name) || !packageVersion.MatchString(spec.Version) {
 		t.Fatalf("bad source package name or version: %q %q", spec.Name, spec.Version)
 	}
