@@ -423,7 +423,12 @@ func (b *sbuildBuild) writeSetup() *Failure {
 	for _, n := range setup.Notes {
 		b.logf("%s", n)
 	}
-	setup.Files = append(setup.Files, AptFile{Path: "/CurrentlyBuilding", Data: []byte(b.m.CurrentlyBuilding())})
+	setup.Files = append(setup.Files,
+		AptFile{Path: "/CurrentlyBuilding", Data: []byte(b.m.CurrentlyBuilding())},
+		// The build root is thrown away when sbuild exits: dpkg's fsyncs
+		// while it installs the build-dependencies protect nothing, and
+		// cost about half of the install time on this class of machine.
+		AptFile{Path: "/etc/dpkg/dpkg.cfg.d/buildd-agent-unsafe-io", Data: []byte("force-unsafe-io\n")})
 	script := sbuildSetupScript(setup)
 	write := func(name string, data []byte) error {
 		p := filepath.Join(b.dir, "agent", name)

@@ -21,8 +21,8 @@ import (
 // from the .dsc to the gathered results) against the floor of the same
 // sbuild command run by hand on the same inputs, as the same user, from
 // the same repacked chroot, with an ~/.sbuildrc that does what the
-// agent's does (launchpad-buildd's settings, unshare mode, the archive
-// written by a chroot-setup command). The chroot is repacked before the
+// agent's does (launchpad-buildd's settings, unshare mode, the archive and
+// dpkg's force-unsafe-io written by a chroot-setup command). The chroot is repacked before the
 // timing (a one-time cost per chroot, BenchmarkRepackChroot). ABBA order,
 // best of two each. Reports x-floor.
 func BenchmarkBinaryPackageBuild(b *testing.B) {
@@ -97,7 +97,7 @@ $environment_filter = [ '^DEB_BUILD_OPTIONS$' ];
 $run_lintian = 0; $bd_uninstallable_explainer = ''; $sbuild_mode = 'buildd'; $check_space = 0;
 $chroot_mode = 'unshare';
 $unshare_tmpdir_template = '` + dir + `/tmp/tmp.sbuild.XXXXXXXXXX';
-$external_commands = { 'chroot-setup-commands' => [ ['sh', '-c', 'rm -f /etc/apt/sources.list; echo "` + line + `" > /etc/apt/sources.list'] ] };
+$external_commands = { 'chroot-setup-commands' => [ ['sh', '-c', 'rm -f /etc/apt/sources.list; echo "` + line + `" > /etc/apt/sources.list; echo force-unsafe-io > /etc/dpkg/dpkg.cfg.d/unsafe-io'] ] };
 1;
 `
 		os.WriteFile(filepath.Join(dir, ".sbuildrc"), []byte(rc), 0o644)
