@@ -7,11 +7,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/buildd-agent/buildd-agent/tests/aptarchive"
 	"github.com/buildd-agent/buildd-agent/tests/testenv"
 )
 
@@ -161,9 +163,31 @@ func TestChrootBuildIsolation(t *testing.T) {
 	}
 	a.call(t, "clean")
 
-	// 3. fast_cleanup: the build ends with no namespace helper and no
-	// build home left.
+	// 3. apt reaches the build's archives (only them) through the
+	// archive gate inside the build's network.
+	archive := aptarchive.Build(t, aptarchive.Options{NoBase: true})
+	archiveURL := archive.Serve(t, "")
+	f.repo.WriteFile(t, "snap/snapcraft.yaml", fmt.Sprintf("name: hello\nversion: '3.0'\nsummary: test\nstandin-fetch: %s/filecache/%s\n", a.url, f.chrootSHA1))
+	f.repo.Commit(t, "with archives")
 	args := f.buildArgs("")
+	args["archives"] = []any{archive.SourcesLine(archiveURL)}
+	args["trusted_keys"] = []any{archive.TrustedKey()}
+	a.startBuild(t, f, "ISOLATION-APT", args)
+	st = a.waitState(t, "BuilderStatus.WAITING", 5*time.Minute)
+	log = string(a.fetch(t, "buildlog"))
+	if !strings.Contains(log, "RUN: /usr/bin/apt-get -uy update") || !strings.Contains(log, "cannot fetch "+a.url) {
+		t.Errorf("build with archives: %v; log:\n%s", st["build_status"], tail(log, 3000))
+	}
+	if paths := archive.RequestedPaths(); !slices.Contains(paths, "/dists/"+archive.Suite+"/InRelease") {
+		t.Errorf("apt did not reach the archive through the gate: %q; log:\n%s", paths, tail(log, 3000))
+	}
+	a.call(t, "clean")
+
+	// 4. fast_cleanup: the build ends with no namespace helper and no
+	// build home left.
+	f.repo.WriteFile(t, "snap/snapcraft.yaml", f.snapcraftYAML("4.0"))
+	f.repo.Commit(t, "good again")
+	args = f.buildArgs("")
 	args["fast_cleanup"] = true
 	a.startBuild(t, f, "ISOLATION-FAST", args)
 	st = a.waitState(t, "BuilderStatus.WAITING", 5*time.Minute)
