@@ -68,6 +68,14 @@ func (b *ContainerBuild) HostWorkDir() (string, error) {
 // commit. Any VCS failure is the reference's "Build failed" (201 →
 // PACKAGEFAIL); failing to write into the target is the builder's.
 func (b *ContainerBuild) FetchGit(ctx context.Context, repository, ref, dest, upstreamProxy string) (string, *Failure) {
+	return b.FetchGitInspect(ctx, repository, ref, dest, upstreamProxy, nil)
+}
+
+// FetchGitInspect is FetchGit that also calls inspect (if not nil) with
+// the checkout on the host once it is in the target, before it is
+// removed: the manager resolves its paths in the very tree the target got
+// (build_path, see ResolveBuildPath) without trusting the target to.
+func (b *ContainerBuild) FetchGitInspect(ctx context.Context, repository, ref, dest, upstreamProxy string, inspect func(tree string)) (string, *Failure) {
 	if CheckoutFunc == nil || WriteTarFunc == nil {
 		return "", Fail(BuildBuilderFail, "cannot fetch the source: this agent was built without VCS support")
 	}
@@ -104,6 +112,9 @@ func (b *ContainerBuild) FetchGit(ctx context.Context, repository, ref, dest, up
 	}
 	if copyErr != nil {
 		return "", b.ctxFail(ctx, BuildBuilderFail, "cannot copy the source into the target at %s: %w", dest, copyErr)
+	}
+	if inspect != nil {
+		inspect(tree)
 	}
 	return rev, nil
 }

@@ -183,28 +183,38 @@ func (a SnapArgs) snapcraftEnv(pull bool) []string {
 	return env
 }
 
-// Run implements Manager.
+// Run implements Manager: the craft flow with snapcraft's declaration.
 func (m *SnapManager) Run(ctx context.Context, env *Env) Result {
-	b := NewContainerBuild(env, m.req, m.args.Common, m.progress, snapPhases)
-	b.AddURLSecrets(m.args.ProxyURL)
-	b.AddURLSecrets(m.args.GitRepository)
-	f := m.build(ctx, b)
-	// The reference stops the proxy and revokes its token as soon as the
-	// build operation ends, whatever the result, before gathering.
-	b.Phase("stop proxy")
-	b.StopProxy(ctx)
-	b.Phase("gather results")
-	if f == nil {
-		f = b.GatherResults(ctx, m.buildDir(), func(name string) bool {
-			for _, s := range snapResultSuffixes {
-				if strings.HasSuffix(name, s) {
-					return true
-				}
-			}
-			return false
-		}, m.tarballPaths()...)
+	a := m.args
+	fl := &Flow{
+		Request:            m.req,
+		Common:             a.Common,
+		Progress:           m.progress,
+		Phases:             snapPhases,
+		ProxyURL:           a.ProxyURL,
+		RevocationEndpoint: a.RevocationEndpoint,
+		GitRepository:      a.GitRepository,
+		GitPath:            a.GitPath,
+		SourceDir:          m.buildDir(),
+		Install:            m.install,
+		Steps: []FlowStep{
+			{Phase: "snapcraft pull", Run: func(ctx context.Context, b *ContainerBuild, _ string) *Failure { return m.pull(ctx, b) }},
+			{Phase: "snapcraft build", Run: func(ctx context.Context, b *ContainerBuild, _ string) *Failure { return m.snapcraft(ctx, b) }},
+		},
+		Results:      snapResult,
+		ExtraResults: m.tarballPaths(),
 	}
-	return b.Finish(ctx, f)
+	return fl.Run(ctx, env)
+}
+
+// snapResult picks the files gathered from /build/<name>.
+func snapResult(name string) bool {
+	for _, s := range snapResultSuffixes {
+		if strings.HasSuffix(name, s) {
+			return true
+		}
+	}
+	return false
 }
 
 func (m *SnapManager) buildDir() string { return "/build/" + m.args.Name }
@@ -215,66 +225,6 @@ func (m *SnapManager) tarballPaths() []string {
 	}
 	return []string{"/build/" + m.args.Name + ".tar.gz"}
 }
-
-// build runs the phases up to the end of snapcraft: target, proxy,
-// install, repo, pull, build.
-func (m *SnapManager) build(ctx context.Context, b *ContainerBuild) *Failure {
-	a := m.args
-	b.Phase("start target")
-	if f := b.StartTarget(ctx, "", m.req.Chroot); f != nil {
-		return f
-	}
-	if f := b.ConfigureArchives(ctx, a.Common.Archives, a.Common.TrustedKeys, b.Env.Config.AptProxyURL); f != nil {
-		return f
-	}
-	if a.ProxyURL != "" {
-		if f := b.StartProxy(ctx, a.ProxyURL, a.RevocationEndpoint); f != nil {
-			return f
-		}
-	}
-
-	b.Phase("install")
-	if f := m.install(ctx, b); f != nil {
-		return prefixFailure(f, "Install failed")
-	}
-
-	b.Phase("fetch source")
-	b.Logf("Running repo phase...")
-	rev, f := b.FetchGit(ctx, a.GitRepository, a.GitPath, m.buildDir(), a.ProxyURL)
-	if f != nil {
-		return prefixFailure(f, "Build failed")
-	}
-	if env := b.Env; env.SetStatus != nil {
-		env.SetStatus("revision_id", rev)
-	}
-
-	b.Phase("snapcraft pull")
-	if f := m.pull(ctx, b); f != nil {
-		return prefixFailure(f, "Build failed")
-	}
-
-	b.Phase("snapcraft build")
-	if f := m.snapcraft(ctx, b); f != nil {
-		return prefixFailure(f, "Build failed")
-	}
-	return nil
-}
-
-// prefixFailure puts the reference's phase message in front of a failure.
-func prefixFailure(f *Failure, prefix string) *Failure {
-	if f.Status == BuildAborted {
-		return f
-	}
-	return &Failure{Status: f.Status, Err: &prefixedError{prefix: prefix, err: f.Err}}
-}
-
-type prefixedError struct {
-	prefix string
-	err    error
-}
-
-func (e *prefixedError) Error() string { return e.prefix + ": " + e.err.Error() }
-func (e *prefixedError) Unwrap() error { return e.err }
 
 // install is build_snap.py's install phase.
 func (m *SnapManager) install(ctx context.Context, b *ContainerBuild) *Failure {
