@@ -114,39 +114,8 @@ level = "debug"
 	if err := os.WriteFile(a.config, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	a.cmd = exec.Command(bin, "run", "--config", a.config)
-	a.cmd.Stdout, a.cmd.Stderr = a.output, a.output
-	if err := a.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { a.cmd.Wait(); close(a.exited) }()
-	t.Cleanup(func() {
-		a.cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-a.exited:
-		case <-time.After(60 * time.Second):
-			a.cmd.Process.Kill()
-			<-a.exited
-		}
-		if t.Failed() {
-			t.Logf("agent output:\n%s", a.output.String())
-		}
-	})
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		if _, err := a.callErr("echo", "ping"); err == nil {
-			return a
-		}
-		select {
-		case <-a.exited:
-			t.Fatalf("agent exited at start:\n%s", a.output.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("agent did not answer within 60s:\n%s", a.output.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	a.start(t, bin, nil)
+	return a
 }
 
 // source makes spec's source package and returns the filemap build()

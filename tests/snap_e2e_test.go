@@ -242,6 +242,19 @@ func startSnapAgent(t testing.TB, proxyExtra ...string) *snapAgent {
 	a.proxyPort = snapFreePort(t, "10.10.10.1")
 	a.config = writeSnapAgentConfig(t, a.stateDir, port, a.proxyPort, proxyExtra...)
 	a.url = fmt.Sprintf("http://127.0.0.1:%d", port)
+	a.start(t, bin, func() {
+		// Whatever happened, leave no container (nor our profile) behind.
+		exec.Command("lxc", "delete", "--force", snapE2EContainer()).Run()
+		exec.Command("lxc", "profile", "delete", snapE2EProfile).Run()
+	})
+	return a
+}
+
+// start runs `buildd-agent run --config a.config` and waits until it
+// answers; at the test's end it is stopped (SIGINT, then SIGKILL after
+// 60 s), its output shown if the test failed, and then cleanup runs.
+func (a *snapAgent) start(t testing.TB, bin string, cleanup func()) {
+	t.Helper()
 	a.cmd = exec.Command(bin, "run", "--config", a.config)
 	a.cmd.Stdout, a.cmd.Stderr = a.output, a.output
 	if err := a.cmd.Start(); err != nil {
@@ -252,21 +265,21 @@ func startSnapAgent(t testing.TB, proxyExtra ...string) *snapAgent {
 		a.cmd.Process.Signal(os.Interrupt)
 		select {
 		case <-a.exited:
-		case <-time.After(30 * time.Second):
+		case <-time.After(60 * time.Second):
 			a.cmd.Process.Kill()
 			<-a.exited
 		}
 		if t.Failed() {
 			t.Logf("agent output:\n%s", a.output.String())
 		}
-		// Whatever happened, leave no container (nor our profile) behind.
-		exec.Command("lxc", "delete", "--force", snapE2EContainer()).Run()
-		exec.Command("lxc", "profile", "delete", snapE2EProfile).Run()
+		if cleanup != nil {
+			cleanup()
+		}
 	})
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		if _, err := a.callErr("echo", "ping"); err == nil {
-			return a
+			return
 		}
 		select {
 		case <-a.exited:
