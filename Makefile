@@ -7,7 +7,7 @@ CONFIG    ?=
 STATICCHECK := $(shell command -v staticcheck 2>/dev/null || echo $(shell $(GO) env GOPATH)/bin/staticcheck)
 # The whole suite, root and LXD tests included; CI sets BUILDD_AGENT_REQUIRE_ROOT=1
 # so that those fail instead of skipping.
-TESTFLAGS ?= -count=1 -timeout 20m
+TESTFLAGS ?= -count=1 -timeout 45m
 
 .PHONY: all build run setup test unit bench lint fuzz clean
 
