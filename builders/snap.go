@@ -91,14 +91,7 @@ func ParseSnapArgs(args map[string]any) (SnapArgs, error) {
 			p.Fail("secrets", "must be a struct, not %s", typeName(args["secrets"]))
 		}
 	}
-	for snap, channel := range a.Channels {
-		if !snapName.MatchString(snap) {
-			p.Fail("channels", "%q is not a snap name", snap)
-		}
-		if channel == "" || strings.ContainsAny(channel, " \t\n\r") || strings.HasPrefix(channel, "-") {
-			p.Fail("channels", "%q is not a channel (for snap %q)", channel, snap)
-		}
-	}
+	checkSnapChannels(p, a.Channels)
 	for i, arch := range a.TargetArchitectures {
 		if !archName.MatchString(arch) {
 			p.Fail("target_architectures", "element %d (%q) is not an architecture tag", i, arch)

@@ -1,0 +1,289 @@
+package builders
+
+// What the charm, rock and craft managers share: launchpad-buildd's
+// CharmBuildManager, RockBuildManager and CraftBuildManager with their
+// build-charm, build-rock and build-craft operations, which differ only in
+// the tool (charmcraft, rockcraft, sourcecraft), a few install packages,
+// the results they keep, the exit mapping and a few environment
+// variables. Each manager is a craftTool declaration (charm.go, rock.go,
+// craft.go) run on the craft flow (flow.go):
+//
+//	install   apt-get -y install [python3 socat] [snapd fuse squashfuse udev, those available] git <deps>;
+//	          the snap store proxy; snap install --channel=C S for each channel but the tool's;
+//	          snap install --classic [--channel=C] <tool>; mkdir -p /home/buildd
+//	repo      the checkout into /home/buildd/<name>, revision_id
+//	pack      <tool> pack -v --destructive-mode in /home/buildd/<name>/<build_path>
+//	results   the tool's files in that directory
+
+import (
+	"context"
+	"sort"
+	"strings"
+
+	"github.com/buildd-agent/buildd-agent/builders/target"
+)
+
+// craftTool declares one of the managers.
+type craftTool struct {
+	// tag is the manager tag, tool the snap that builds ("charmcraft").
+	tag, tool string
+	// defaultChannel is the tool's channel when channels does not name
+	// it ("" = snap's default).
+	defaultChannel string
+	// deps are the apt packages installed after the VCS's.
+	deps []string
+	// result picks the results by file name.
+	result func(name string) bool
+	// anyFailureIsPackageFail: the reference maps every non-zero exit of
+	// the operation to PACKAGEFAIL (rock, craft), not only 200/201 (charm).
+	anyFailureIsPackageFail bool
+	// craftPlatform: craft_platform is read and exported as CRAFT_PLATFORM.
+	craftPlatform bool
+	// launchpadEnv: LAUNCHPAD_INSTANCE and LAUNCHPAD_SERVER_URL are exported.
+	launchpadEnv bool
+	// environmentVariables: environment_variables is read (craft); its
+	// credentials become the build's (craft_credentials.go).
+	environmentVariables bool
+}
+
+// phases are what SetProgress is told about.
+func (t *craftTool) phases() []string {
+	return []string{"start target", "install", "fetch source", t.tool + " pack", "stop proxy", "gather results", "clean up"}
+}
+
+// CraftArgs are the arguments of a charm, rock or craft build.
+type CraftArgs struct {
+	Common        CommonArgs
+	Name          string
+	GitRepository string
+	GitPath       string
+	// BuildPath is build_path ("" when not given: the tree itself).
+	BuildPath          string
+	Channels           map[string]string
+	ProxyURL           string
+	RevocationEndpoint string
+	Private            bool
+	// CraftPlatform is charm's craft_platform.
+	CraftPlatform string
+	// LaunchpadInstance and LaunchpadServerURL are rock's and craft's.
+	LaunchpadInstance  string
+	LaunchpadServerURL string
+	// EnvironmentVariables is craft's environment_variables.
+	EnvironmentVariables map[string]string
+}
+
+// parseArgs validates a build's arguments for this tool.
+func (t *craftTool) parseArgs(args map[string]any) (CraftArgs, error) {
+	p := NewArgParser(args)
+	var a CraftArgs
+	a.Common = ParseCommonArgs(p)
+	a.Name = p.PathComponent("name")
+	p.Reject("branch", "Bazaar branches are not supported by this builder; use git_repository")
+	a.GitRepository = p.RequiredString("git_repository")
+	a.GitPath = p.String("git_path")
+	a.BuildPath = p.String("build_path")
+	a.Channels = p.StringMap("channels")
+	a.ProxyURL = p.URL("proxy_url", "http", "https")
+	a.RevocationEndpoint = p.URL("revocation_endpoint", "http", "https")
+	a.Private = p.Bool("private")
+	if t.craftPlatform {
+		a.CraftPlatform = p.String("craft_platform")
+	}
+	if t.launchpadEnv {
+		a.LaunchpadInstance = p.String("launchpad_instance")
+		a.LaunchpadServerURL = p.String("launchpad_server_url")
+	}
+	if t.environmentVariables {
+		a.EnvironmentVariables = p.StringMap("environment_variables")
+		checkEnvironmentVariables(p, a.EnvironmentVariables)
+	}
+	if p.Bool("use_fetch_service") {
+		p.Fail("use_fetch_service", "the fetch service is not supported by this builder")
+	}
+	// secrets only carries the fetch service's certificate.
+	if p.Has("secrets") {
+		if _, ok := args["secrets"].(map[string]any); !ok {
+			p.Fail("secrets", "must be a struct, not %s", typeName(args["secrets"]))
+		}
+	}
+	checkSnapChannels(p, a.Channels)
+	if strings.HasPrefix(a.GitPath, "-") {
+		p.Fail("git_path", "must not start with '-'")
+	}
+	if strings.HasPrefix(a.GitRepository, "-") {
+		p.Fail("git_repository", "must not start with '-'")
+	}
+	if err := p.Err(); err != nil {
+		return CraftArgs{}, err
+	}
+	return a, nil
+}
+
+// checkSnapChannels checks a channels argument: snap names to channels.
+func checkSnapChannels(p *ArgParser, channels map[string]string) {
+	for snap, channel := range channels {
+		if !snapName.MatchString(snap) {
+			p.Fail("channels", "%q is not a snap name", snap)
+		}
+		if channel == "" || strings.ContainsAny(channel, " \t\n\r") || strings.HasPrefix(channel, "-") {
+			p.Fail("channels", "%q is not a channel (for snap %q)", channel, snap)
+		}
+	}
+}
+
+// craftManager runs one charm, rock or craft build.
+type craftManager struct {
+	tool     *craftTool
+	req      Request
+	args     CraftArgs
+	progress ProgressFunc
+}
+
+// factory is the tool's manager Factory.
+func (t *craftTool) factory(req Request) (Manager, error) {
+	a, err := t.parseArgs(req.Args)
+	if err != nil {
+		return nil, err
+	}
+	return &craftManager{tool: t, req: req, args: a}, nil
+}
+
+// SetProgress implements ProgressReporter.
+func (m *craftManager) SetProgress(f ProgressFunc) { m.progress = f }
+
+// ProxyInfo implements Manager: the fetch service is never used.
+func (m *craftManager) ProxyInfo() (bool, string) { return false, m.args.RevocationEndpoint }
+
+// Args are the validated arguments.
+func (m *craftManager) Args() CraftArgs { return m.args }
+
+// sourceDir is /home/buildd/<name>: the tools' snaps cannot see /build.
+func (m *craftManager) sourceDir() string { return "/home/buildd/" + m.args.Name }
+
+// Run implements Manager.
+func (m *craftManager) Run(ctx context.Context, env *Env) Result {
+	a := m.args
+	t := m.tool
+	fl := &Flow{
+		Request:                 m.req,
+		Common:                  a.Common,
+		Progress:                m.progress,
+		Phases:                  t.phases(),
+		ProxyURL:                a.ProxyURL,
+		RevocationEndpoint:      a.RevocationEndpoint,
+		GitRepository:           a.GitRepository,
+		GitPath:                 a.GitPath,
+		SourceDir:               m.sourceDir(),
+		BuildPath:               a.BuildPath,
+		Install:                 m.install,
+		Results:                 t.result,
+		AnyFailureIsPackageFail: t.anyFailureIsPackageFail,
+	}
+	var creds *craftCredentials
+	if t.environmentVariables {
+		var err error
+		creds, err = newCraftCredentials(a.EnvironmentVariables)
+		fl.Secrets = creds.secrets()
+		if err != nil {
+			// The reference fails in build(), after the checkout.
+			fl.Inspect = func(string) error { return err }
+		} else if creds.maven != "" {
+			fl.Inspect = func(tree string) error { return checkM2(tree) }
+		}
+	}
+	fl.Steps = []FlowStep{{Phase: t.tool + " pack", Run: func(ctx context.Context, b *ContainerBuild, dir string) *Failure {
+		return m.pack(ctx, b, dir, creds)
+	}}}
+	return fl.Run(ctx, env)
+}
+
+// install is build-charm's, build-rock's and build-craft's install phase.
+func (m *craftManager) install(ctx context.Context, b *ContainerBuild) *Failure {
+	a := m.args
+	t := m.tool
+	b.Logf("Running install phase")
+	var deps []string
+	if b.Proxy != nil {
+		deps = append(deps, "python3", "socat")
+		if f := b.InstallGitProxy(ctx); f != nil {
+			return f
+		}
+	}
+	// udev works around https://bugs.launchpad.net/snapd/+bug/1731519.
+	for _, dep := range []string{"snapd", "fuse", "squashfuse", "udev"} {
+		ok, err := b.PackageAvailable(ctx, dep)
+		if err != nil {
+			return b.ctxFail(ctx, BuildBuilderFail, "cannot run apt-cache: %w", err)
+		}
+		if ok {
+			deps = append(deps, dep)
+		}
+	}
+	deps = append(deps, "git")
+	deps = append(deps, t.deps...)
+	if f := b.Run(ctx, BuildPackageFail, target.Command{Args: append([]string{"apt-get", "-y", "install"}, deps...)}); f != nil {
+		return f
+	}
+	if f := b.InstallSnapStoreProxy(ctx, b.Env.Config.SnapStoreProxyURL, BuildPackageFail); f != nil {
+		return f
+	}
+	snaps := make([]string, 0, len(a.Channels))
+	for s := range a.Channels {
+		snaps = append(snaps, s)
+	}
+	sort.Strings(snaps)
+	for _, s := range snaps {
+		if s == t.tool {
+			continue // needs --classic, below
+		}
+		if f := snapInstall(ctx, b, "--channel="+a.Channels[s], s); f != nil {
+			return f
+		}
+	}
+	toolArgs := []string{"--classic"}
+	if ch, ok := a.Channels[t.tool]; ok {
+		toolArgs = append(toolArgs, "--channel="+ch)
+	} else if t.defaultChannel != "" {
+		toolArgs = append(toolArgs, "--channel="+t.defaultChannel)
+	}
+	if f := snapInstall(ctx, b, append(toolArgs, t.tool)...); f != nil {
+		return f
+	}
+	// The tools' snaps cannot see /build: the work is under /home/buildd.
+	return b.Run(ctx, BuildPackageFail, target.Command{Args: []string{"mkdir", "-p", "/home/buildd"}})
+}
+
+// packEnv is the environment of `<tool> pack` after LANG, SHELL and the
+// proxy variables, in the reference's order.
+func (m *craftManager) packEnv(creds *craftCredentials) []string {
+	a := m.args
+	var env []string
+	if a.CraftPlatform != "" {
+		env = append(env, "CRAFT_PLATFORM="+a.CraftPlatform)
+	}
+	if creds != nil {
+		env = append(env, creds.cargo...)
+	}
+	if a.LaunchpadInstance != "" {
+		env = append(env, "LAUNCHPAD_INSTANCE="+a.LaunchpadInstance)
+	}
+	if a.LaunchpadServerURL != "" {
+		env = append(env, "LAUNCHPAD_SERVER_URL="+a.LaunchpadServerURL)
+	}
+	return env
+}
+
+// pack is the build phase: craft's credentials, then `<tool> pack`.
+func (m *craftManager) pack(ctx context.Context, b *ContainerBuild, dir string, creds *craftCredentials) *Failure {
+	if creds != nil && creds.maven != "" {
+		if f := writeMavenSettings(ctx, b, m.sourceDir(), creds.maven); f != nil {
+			return f
+		}
+	}
+	b.Logf("Running build phase...")
+	return b.Run(ctx, BuildPackageFail, target.Command{
+		Args: []string{m.tool.tool, "pack", "-v", "--destructive-mode"},
+		Env:  b.BuildEnv(m.packEnv(creds)...),
+		Dir:  dir,
+	})
+}
