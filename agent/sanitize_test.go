@@ -187,6 +187,9 @@ func FuzzSanitizeLine(f *testing.F) {
 		if len(out) > len(line) {
 			t.Fatalf("sanitising grew %q to %q", line, out)
 		}
+		if credentialLeft(out) {
+			t.Fatalf("a URL credential survived in %q", out)
+		}
 		if i := bytes.IndexByte(line, '\n'); i < 0 || i == len(line)-1 {
 			if got := SanitizeLines(line); !bytes.Equal(got, out) {
 				t.Fatalf("SanitizeLines(%q) = %q, SanitizeLine = %q", line, got, out)

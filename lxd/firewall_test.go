@@ -92,3 +92,76 @@ func TestFirewallRealIptables(t *testing.T) {
 		}
 	}
 }
+
+// fakeChain is INPUT as iptables keeps it, for the Host's wiring.
+type fakeChain struct{ rules map[string][]string }
+
+func (c *fakeChain) run(_ context.Context, bin string, args ...string) ([]byte, error) {
+	switch args[0] {
+	case "-S":
+		out := "-P INPUT ACCEPT\n"
+		for _, r := range c.rules[bin] {
+			out += r + "\n"
+		}
+		return []byte(out), nil
+	case "-I":
+		c.rules[bin] = append(c.rules[bin], "-A INPUT "+strings.Join(quoteComment(args[3:]), " "))
+	case "-D":
+		want := "-A INPUT " + strings.Join(quoteComment(args[2:]), " ")
+		for i, r := range c.rules[bin] {
+			if r == want {
+				c.rules[bin] = append(c.rules[bin][:i], c.rules[bin][i+1:]...)
+				break
+			}
+		}
+	}
+	return nil, nil
+}
+
+func quoteComment(args []string) []string {
+	out := append([]string(nil), args...)
+	for i := range out {
+		if i > 0 && out[i-1] == "--comment" {
+			out[i] = `"` + out[i] + `"`
+		}
+	}
+	return out
+}
+
+// A Host with AgentPorts firewalls them at start, keeps them on every
+// ensure, and removes them (only them) at Close.
+func TestHostFirewallWiring(t *testing.T) {
+	chain := &fakeChain{rules: map[string][]string{"iptables": {`-A INPUT -i eth0 -j ACCEPT`}}}
+	old := runFirewall
+	runFirewall = chain.run
+	t.Cleanup(func() { runFirewall = old })
+	cfg := testHostConfig()
+	cfg.AgentPorts = []int{8221, 9100}
+	h, err := newHost(context.Background(), cfg, newFakeServer())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bin := range firewallBins {
+		s := strings.Join(chain.rules[bin], "\n")
+		if !strings.Contains(s, "--dport 8221") || !strings.Contains(s, "--dport 9100") || !strings.Contains(s, "-i lpbuilddbr0") {
+			t.Errorf("%s after start:\n%s", bin, s)
+		}
+	}
+	// Deleted by hand: back at the next ensure (before each build).
+	chain.rules["ip6tables"] = nil
+	if err := h.ensure(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(chain.rules["ip6tables"]) != 2 {
+		t.Errorf("ip6tables after ensure: %q", chain.rules["ip6tables"])
+	}
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := chain.rules["iptables"]; len(got) != 1 || got[0] != `-A INPUT -i eth0 -j ACCEPT` {
+		t.Errorf("iptables after Close: %q", got)
+	}
+	if len(chain.rules["ip6tables"]) != 0 {
+		t.Errorf("ip6tables after Close: %q", chain.rules["ip6tables"])
+	}
+}
