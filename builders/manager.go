@@ -121,6 +121,9 @@ type ManagerConfig struct {
 	// repacked sbuild chroots); zero keeps them.
 	ImageMaxAge   time.Duration
 	ImageMaxCount int
+	// TranslationTemplatesResult is [translationtemplatesmanager]
+	// resultarchive ("" = translation-templates.tar.gz).
+	TranslationTemplatesResult string
 }
 
 // Manager runs one build. It is made by a Factory, which has validated the

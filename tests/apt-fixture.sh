@@ -15,6 +15,14 @@ series=${SERIES:-bookworm}
 arch=$(dpkg --print-architecture)
 out="$cache/debs"
 include=debhelper,fakeroot,build-essential
+# DEBS_SET=tools: a second cached set, $cache/debs-tools, with intltool and
+# lsb-release besides (what translation-templates and sourcepackagerecipe
+# builds install into the test chroot); a superset of the default set.
+case "${DEBS_SET:-}" in
+  "") ;;
+  tools) out="$cache/debs-tools"; include="$include,intltool,lsb-release" ;;
+  *) echo "apt-fixture.sh: unknown DEBS_SET ${DEBS_SET}" >&2; exit 2 ;;
+esac
 mkdir -p "$cache"
 # The same lock as chroot-fixture.sh: both download from the mirror, and a
 # test that needs both runs them one after the other anyway.
@@ -27,7 +35,7 @@ command -v mmdebstrap >/dev/null || {
 }
 mirror=${DEBIAN_MIRROR:-$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)}
 mirror=${mirror:-http://deb.debian.org/debian}
-work=$(mktemp -d "$cache/debs-build.XXXXXX")
+work=$(mktemp -d "$out-build.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 mmdebstrap --mode=root --variant=buildd --arch="$arch" --include="$include" \
   --skip=download/empty,cleanup/apt \

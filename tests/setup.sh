@@ -31,7 +31,9 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 # Without recommends: sbuild's would pull in schroot and autopkgtest.
-norec=(sbuild mmdebstrap apt-utils dpkg-dev gnupg gcc make libc6-dev)
+# git-build-recipe and brz (Breezy) run on the host for recipe builds and
+# Bazaar branches (translation-templates, snap, recipes).
+norec=(sbuild mmdebstrap apt-utils dpkg-dev gnupg gcc make libc6-dev git-build-recipe brz)
 need=()
 for p in "${norec[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")

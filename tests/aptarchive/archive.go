@@ -49,6 +49,9 @@ type Options struct {
 	// NoBase leaves the cached closure out: an archive of Extra only, which
 	// needs no root and no download.
 	NoBase bool
+	// Set picks the cached closure: "" is the default one (BaseDebs),
+	// "tools" the same plus intltool and lsb-release (ToolDebs).
+	Set string
 }
 
 // Archive is a signed apt archive in a test's temporary directory.
@@ -86,7 +89,35 @@ var (
 	debsOnce sync.Once
 	debsDir  string
 	debsErr  error
+
+	toolsOnce sync.Once
+	toolsDir  string
+	toolsErr  error
 )
+
+// ToolDebs returns the directory of cached .debs of the "tools" set: the
+// BaseDebs closure plus intltool and lsb-release, downloaded once with
+// DEBS_SET=tools tests/apt-fixture.sh (root) when not cached yet.
+func ToolDebs(t testing.TB) string {
+	t.Helper()
+	dir := filepath.Join(CacheDir(), "debs-tools")
+	if _, err := os.Stat(filepath.Join(dir, ".complete")); err == nil {
+		return dir
+	}
+	testenv.RequireRoot(t)
+	testenv.RequireCommand(t, "mmdebstrap")
+	toolsOnce.Do(func() {
+		cmd := exec.Command("bash", filepath.Join(testenv.RepoRoot(), "tests", "apt-fixture.sh"))
+		cmd.Env = append(os.Environ(), "DEBS_SET=tools")
+		cmd.Stderr = os.Stderr
+		out, err := cmd.Output()
+		toolsDir, toolsErr = strings.TrimSpace(string(out)), err
+	})
+	if toolsErr != nil {
+		t.Fatalf("cannot download the archive's tool .debs (DEBS_SET=tools tests/apt-fixture.sh): %v", toolsErr)
+	}
+	return toolsDir
+}
 
 // BaseDebs returns the directory of cached .debs (the closure of
 // build-essential, fakeroot and debhelper), downloading them once with
@@ -131,7 +162,15 @@ func Build(t testing.TB, opts Options) *Archive {
 		a.Arch = hostArch(t)
 	}
 	if !opts.NoBase {
-		base := BaseDebs(t)
+		var base string
+		switch opts.Set {
+		case "":
+			base = BaseDebs(t)
+		case "tools":
+			base = ToolDebs(t)
+		default:
+			t.Fatalf("aptarchive: unknown set %q", opts.Set)
+		}
 		debs, err := filepath.Glob(filepath.Join(base, "*.deb"))
 		if err != nil || len(debs) == 0 {
 			t.Fatalf("no .debs in %s (%v): remove it and run tests/apt-fixture.sh", base, err)
