@@ -1,8 +1,13 @@
-// Package standins holds the test stand-ins for `snap` and `snapcraft`
-// (POSIX shell scripts, see their headers) and makes the end-to-end tests'
-// chroot tarball: testenv.ChrootTarball's debootstrap chroot with the
-// stand-ins added as /usr/local/bin/snap and /usr/local/bin/snapcraft, so
-// that the image itself carries them, as a real build image carries snapd.
+// Package standins holds the test stand-ins for `snap`, `snapcraft` and
+// the craft tools `charmcraft`, `rockcraft` and `sourcecraft` (POSIX shell
+// scripts, see their headers; the three craft tools are one script,
+// craftpack) and makes the end-to-end tests' chroot tarball:
+// testenv.ChrootTarball's debootstrap chroot with the stand-ins added
+// under /usr/local/bin, so that the image itself carries them, as a real
+// build image carries snapd. The real tools' snaps bundle what they pack
+// with; the stand-ins get the host's zip and xz (Debian 12, the same libc,
+// libbz2 and liblzma as the bookworm chroot) as /usr/local/bin/zip and
+// /usr/local/bin/xz.
 //
 //	tarball := standins.TestChroot(t) // cached by content hash
 package standins
@@ -32,14 +37,33 @@ var (
 	Snap []byte
 	//go:embed snapcraft
 	Snapcraft []byte
+	//go:embed craftpack
+	CraftPack []byte
 )
 
+// CraftTools are the names the craftpack stand-in is installed under.
+var CraftTools = []string{"charmcraft", "rockcraft", "sourcecraft"}
+
+// hostTools are the host binaries the craft stand-ins pack with.
+var hostTools = []string{"/usr/bin/zip", "/usr/bin/xz"}
+
 // Files maps each stand-in's path in the image to its content.
-func Files() map[string][]byte {
-	return map[string][]byte{
+func Files() (map[string][]byte, error) {
+	files := map[string][]byte{
 		"usr/local/bin/snap":      Snap,
 		"usr/local/bin/snapcraft": Snapcraft,
 	}
+	for _, t := range CraftTools {
+		files["usr/local/bin/"+t] = CraftPack
+	}
+	for _, p := range hostTools {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("the craft stand-ins need the host's %s (apt-get install zip xz-utils): %w", p, err)
+		}
+		files["usr/local/bin/"+filepath.Base(p)] = data
+	}
+	return files, nil
 }
 
 var (
@@ -62,7 +86,11 @@ func TestChroot(t testing.TB) string {
 }
 
 func build(base string) (string, error) {
-	key, err := cacheKey(base)
+	files, err := Files()
+	if err != nil {
+		return "", err
+	}
+	key, err := cacheKey(base, files)
 	if err != nil {
 		return "", err
 	}
@@ -81,7 +109,7 @@ func build(base string) (string, error) {
 		return out, nil
 	}
 	tmp := out + ".tmp"
-	if err := Append(base, tmp, Files()); err != nil {
+	if err := Append(base, tmp, files); err != nil {
 		os.Remove(tmp)
 		return "", err
 	}
@@ -101,7 +129,7 @@ func build(base string) (string, error) {
 }
 
 // cacheKey hashes the base tarball's content and the stand-ins.
-func cacheKey(base string) (string, error) {
+func cacheKey(base string, files map[string][]byte) (string, error) {
 	h := sha256.New()
 	f, err := os.Open(base)
 	if err != nil {
@@ -111,9 +139,14 @@ func cacheKey(base string) (string, error) {
 	if _, err := io.Copy(h, f); err != nil {
 		return "", err
 	}
-	for _, b := range [][]byte{Snap, Snapcraft} {
-		fmt.Fprintf(h, "\x00%d\x00", len(b))
-		h.Write(b)
+	names := make([]string, 0, len(files))
+	for n := range files {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(h, "\x00%s\x00%d\x00", n, len(files[n]))
+		h.Write(files[n])
 	}
 	return hex.EncodeToString(h.Sum(nil))[:16], nil
 }

@@ -37,7 +37,11 @@ func TestAppend(t *testing.T) {
 	os.WriteFile(in, buf.Bytes(), 0o644)
 
 	out := filepath.Join(dir, "out.tar.gz")
-	if err := Append(in, out, Files()); err != nil {
+	files, err := Files()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Append(in, out, files); err != nil {
 		t.Fatal(err)
 	}
 	f, _ := os.Open(out)
@@ -73,7 +77,9 @@ func TestAppend(t *testing.T) {
 			}
 		}
 	}
-	want := "chroot-autobuild/ chroot-autobuild/usr/bin/ping chroot-autobuild/etc/zeros chroot-autobuild/usr/local/bin/snap chroot-autobuild/usr/local/bin/snapcraft"
+	want := "chroot-autobuild/ chroot-autobuild/usr/bin/ping chroot-autobuild/etc/zeros " +
+		"chroot-autobuild/usr/local/bin/charmcraft chroot-autobuild/usr/local/bin/rockcraft chroot-autobuild/usr/local/bin/snap " +
+		"chroot-autobuild/usr/local/bin/snapcraft chroot-autobuild/usr/local/bin/sourcecraft chroot-autobuild/usr/local/bin/xz chroot-autobuild/usr/local/bin/zip"
 	if got := strings.Join(names, " "); got != want {
 		t.Errorf("members = %s\nwant      %s", got, want)
 	}
@@ -181,6 +187,11 @@ func TestSnapStandin(t *testing.T) {
 		{[]string{"install", "--classic", "--channel=8.x/stable", "snapcraft"}, 0},
 		{[]string{"install", "--channel=8.x/stable", "snapcraft"}, 2},
 		{[]string{"install", "core22"}, 2},
+		{[]string{"install", "--classic", "charmcraft"}, 0},
+		{[]string{"install", "--classic", "--channel=latest/edge/craftctl", "sourcecraft"}, 0},
+		{[]string{"install", "rockcraft"}, 2},
+		{[]string{"install", "--channel=3.x/stable", "charmcraft"}, 2},
+		{[]string{"refresh", "core22"}, 2},
 		{[]string{"install", "--devmode", "--channel=x", "core22"}, 2},
 		{[]string{"set", "core", "proxy.store=abc"}, 0},
 		{[]string{"set", "core", "other=1"}, 2},
@@ -196,5 +207,119 @@ func TestSnapStandin(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(logPath); !strings.HasPrefix(string(b), "install --channel=stable core22\n") {
 		t.Errorf("log:\n%s", b)
+	}
+}
+
+// runCraftPack runs the craftpack stand-in as tool in <home>/<name>/<sub>.
+func runCraftPack(t *testing.T, tool, home, dir string, env []string, args ...string) (int, string) {
+	t.Helper()
+	bin := t.TempDir()
+	p := filepath.Join(bin, tool)
+	os.WriteFile(p, CraftPack, 0o755)
+	cmd := exec.Command("/bin/sh", append([]string{p}, args...)...)
+	cmd.Dir = dir
+	cmd.Env = append([]string{"PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "CRAFTPACK_HOME=" + home}, env...)
+	out, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode(), string(out)
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return 0, string(out)
+}
+
+func TestCraftPackStandin(t *testing.T) {
+	for _, c := range []string{"zip", "xz", "dpkg", "sha256sum"} {
+		if _, err := exec.LookPath(c); err != nil {
+			t.Skipf("needs %s", c)
+		}
+	}
+	base := []string{"LANG=C.UTF-8", "SHELL=/bin/sh"}
+	pack := []string{"pack", "-v", "--destructive-mode"}
+	mk := func(tool, yaml string) (home, dir string) {
+		home = t.TempDir()
+		dir = filepath.Join(home, "hello", "sub")
+		os.MkdirAll(dir, 0o755)
+		os.WriteFile(filepath.Join(dir, tool+".yaml"), []byte(yaml), 0o644)
+		return home, dir
+	}
+	arch, _ := exec.Command("dpkg", "--print-architecture").Output()
+	a := strings.TrimSpace(string(arch))
+	for _, tc := range []struct {
+		tool, artifact, magic string
+		env                   []string
+	}{
+		{"charmcraft", "hello_ubuntu-22.04-" + a + ".charm", "PK\x03\x04", []string{"CRAFT_PLATFORM=ubuntu-22.04-" + a}},
+		{"rockcraft", "hello_1.0_" + a + ".rock", "", []string{"LAUNCHPAD_INSTANCE=production"}},
+		{"sourcecraft", "hello_1.0.tar.xz", "\xfd7zXZ\x00", []string{"CARGO_REGISTRIES_A_INDEX=x"}},
+	} {
+		t.Run(tc.tool, func(t *testing.T) {
+			home, dir := mk(tc.tool, "name: hello\nversion: '1.0'\n")
+			if tc.tool == "sourcecraft" {
+				os.MkdirAll(filepath.Join(home, "hello", ".m2"), 0o755)
+				os.WriteFile(filepath.Join(home, "hello", ".m2", "settings.xml"), []byte("<settings/>\n"), 0o600)
+			}
+			code, out := runCraftPack(t, tc.tool, home, dir, append(append([]string{}, base...), tc.env...), pack...)
+			if code != 0 {
+				t.Fatalf("exit %d:\n%s", code, out)
+			}
+			data, err := os.ReadFile(filepath.Join(dir, tc.artifact))
+			if err != nil || !strings.HasPrefix(string(data), tc.magic) {
+				t.Fatalf("%s: %v, starts %q", tc.artifact, err, data[:min(len(data), 8)])
+			}
+			switch tc.tool {
+			case "rockcraft":
+				if out, err := exec.Command("tar", "-tf", filepath.Join(dir, tc.artifact)).CombinedOutput(); err != nil || !strings.Contains(string(out), "oci-layout") {
+					t.Errorf("rock is not an OCI layout tar: %v\n%s", err, out)
+				}
+			case "sourcecraft":
+				if out, err := exec.Command("tar", "-xJOf", filepath.Join(dir, tc.artifact), "./m2-settings.xml").CombinedOutput(); err != nil || string(out) != "<settings/>\n" {
+					t.Errorf("settings.xml not in the tarball: %v\n%s", err, out)
+				}
+			case "charmcraft":
+				if fi, err := os.Lstat(filepath.Join(dir, "hello_latest.charm")); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+					t.Errorf("no symlink: %v", err)
+				}
+				m, _ := os.ReadFile(filepath.Join(dir, "hello_ubuntu-22.04-"+a+".manifest"))
+				if !strings.Contains(string(m), "cwd: "+dir+"\n") || !strings.Contains(string(m), "env CRAFT_PLATFORM=ubuntu-22.04-"+a+"\n") {
+					t.Errorf("manifest:\n%s", m)
+				}
+			}
+		})
+	}
+	cases := []struct {
+		name, tool, yaml string
+		env, args        []string
+		code             int
+		msg              string
+	}{
+		{"bad args", "rockcraft", "name: a\n", base, []string{"pack"}, 2, "unexpected arguments: pack"},
+		{"no yaml", "rockcraft", "", base, pack, 2, "no rockcraft.yaml"},
+		{"wrong LANG", "charmcraft", "name: a\n", []string{"LANG=C", "SHELL=/bin/sh"}, pack, 2, "LANG is 'C'"},
+		{"half proxy", "charmcraft", "name: a\n", append(append([]string{}, base...), "http_proxy=http://p/"), pack, 2, "https_proxy is '<unset>'"},
+		{"charm with LAUNCHPAD_INSTANCE", "charmcraft", "name: a\n", append(append([]string{}, base...), "LAUNCHPAD_INSTANCE=x"), pack, 2, "LAUNCHPAD_INSTANCE must not be set"},
+		{"rock with CRAFT_PLATFORM", "rockcraft", "name: a\n", append(append([]string{}, base...), "CRAFT_PLATFORM=x"), pack, 2, "CRAFT_PLATFORM must not be set"},
+		{"raw READ_AUTH", "sourcecraft", "name: a\n", append(append([]string{}, base...), "CARGO_A_READ_AUTH=u:t"), pack, 2, "exported as they were: CARGO_A_READ_AUTH"},
+		{"raw MAVEN", "sourcecraft", "name: a\n", append(append([]string{}, base...), "MAVEN_A_URL=u"), pack, 2, "MAVEN_A_URL"},
+		{"cargo without token", "sourcecraft", "name: a\nstandin-cargo: yes\n", append(append([]string{}, base...), "CARGO_REGISTRIES_A_INDEX=http://x"), pack, 2, "without CARGO_REGISTRIES_A_TOKEN"},
+		{"fail 201", "sourcecraft", "name: a\nstandin-fail: 201\n", base, pack, 201, "failing with exit status 201"},
+		{"wrong name", "snapcraft", "name: a\n", base, pack, 2, "called as snapcraft"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			home, dir := mk(tc.tool, tc.yaml)
+			if tc.yaml == "" {
+				os.Remove(filepath.Join(dir, tc.tool+".yaml"))
+			}
+			code, out := runCraftPack(t, tc.tool, home, dir, tc.env, tc.args...)
+			if code != tc.code || !strings.Contains(out, tc.msg) {
+				t.Errorf("exit %d (want %d), output:\n%s", code, tc.code, out)
+			}
+		})
+	}
+	// Outside <home>/<name>: refused.
+	home, _ := mk("rockcraft", "name: a\n")
+	if code, out := runCraftPack(t, "rockcraft", home, home, base, pack...); code != 2 || !strings.Contains(out, "is not under") {
+		t.Errorf("cwd outside: %d %s", code, out)
 	}
 }
