@@ -224,6 +224,7 @@ func TestHardeningE2E(t *testing.T) {
 		{"PlantedSymlink", hardPlantedSymlink},
 		{"CleanKeepsInput", hardCleanKeepsInput},
 		{"GracefulStopAndReload", hardGracefulStopAndReload},
+		{"GraceExpires", hardGraceExpires},
 		{"FreeDisk", hardFreeDisk},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, bin) })
@@ -521,6 +522,31 @@ func hardGracefulStopAndReload(t *testing.T, bin string) {
 	st := h.status(t)
 	if st["builder_status"] != agent.BuilderWaiting || st["build_status"] != "BuildStatus.OK" || st["build_id"] != "GRACE-1" {
 		t.Errorf("after a graceful stop during the build: %v", st)
+	}
+}
+
+// hardGraceExpires: a build longer than shutdown_grace is stopped after it
+// and reported IDLE after the restart (requeued), not as a failure; the
+// same id builds again.
+func hardGraceExpires(t *testing.T, bin string) {
+	h := newHardAgent(t, bin, func(c *agent.Config) { c.Builder.ShutdownGrace.Duration = 500 * time.Millisecond })
+	h.start()
+	chroot := h.ensure(t, []byte("chroot"))
+	h.build(t, "GRACE-2", chroot, map[string]any{}, map[string]any{"make_home": true, "sleep": int64(600)})
+	h.waitBuilding(t, "sleeping")
+	if err := h.stopWith(syscall.SIGTERM); err != nil {
+		t.Errorf("exit after SIGTERM: %v", err)
+	}
+	if !strings.Contains(h.output.String(), "did not finish within the shutdown grace") {
+		t.Errorf("no log line about the grace expiring")
+	}
+	h.start()
+	if st := h.status(t); st["builder_status"] != agent.BuilderIdle {
+		t.Fatalf("after the grace expired: %v", st)
+	}
+	h.build(t, "GRACE-2", chroot, map[string]any{}, map[string]any{"make_home": true})
+	if st, _ := h.waitFor(t, agent.BuilderWaiting); st["build_status"] != "BuildStatus.OK" {
+		t.Errorf("re-dispatched build: %v", st)
 	}
 }
 
