@@ -10,6 +10,7 @@ import (
 	"io"
 	"io/fs"
 	"path"
+	"time"
 
 	"github.com/buildd-agent/buildd-agent/builders/target"
 )
@@ -40,14 +41,21 @@ func (b *ContainerBuild) AddWaitingFileFromTarget(ctx context.Context, p string)
 		b.Logf("Result %s is %d bytes, over this builder's limit of %d bytes ([limits] result_file_bytes); it is not stored.", p, info.Size, lim)
 		return fmt.Errorf("cannot store %s: %w: %d bytes, [limits] result_file_bytes is %d", p, ErrResultTooLarge, info.Size, lim)
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	pr, pw := io.Pipe()
+	// A copy that delivers nothing for ResultStallTimeout is stopped: a
+	// process left in the build may have swapped the file for a FIFO
+	// after the lstat, and a backend's open of it blocks.
+	stall := time.AfterFunc(ResultStallTimeout, func() {
+		cancel(fmt.Errorf("no data for %s", ResultStallTimeout))
+	})
+	defer stall.Stop()
 	go func() {
-		pw.CloseWithError(b.Target.CopyOut(ctx, p, pw))
+		pw.CloseWithError(b.Target.CopyOut(ctx, p, stallWriter{pw, stall}))
 	}()
 	// A backend blocked in CopyOut despite ctx must not hold the store.
-	stop := context.AfterFunc(ctx, func() { pr.CloseWithError(ctx.Err()) })
+	stop := context.AfterFunc(ctx, func() { pw.CloseWithError(context.Cause(ctx)) })
 	defer stop()
 	_, err = b.Env.AddWaitingFile(path.Base(p), pr)
 	pr.CloseWithError(errors.New("result stored"))
@@ -55,6 +63,21 @@ func (b *ContainerBuild) AddWaitingFileFromTarget(ctx context.Context, p string)
 		return fmt.Errorf("cannot store %s: %w", p, err)
 	}
 	return nil
+}
+
+// ResultStallTimeout bounds how long copying a result out of a target may
+// go without a byte (a variable for tests).
+var ResultStallTimeout = 5 * time.Minute
+
+// stallWriter re-arms the stall timer on every write.
+type stallWriter struct {
+	w     io.Writer
+	timer *time.Timer
+}
+
+func (s stallWriter) Write(p []byte) (int, error) {
+	s.timer.Reset(ResultStallTimeout)
+	return s.w.Write(p)
 }
 
 // GatherResults adds every regular file in dir (sorted, symlinks skipped as

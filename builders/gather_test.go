@@ -219,3 +219,17 @@ func TestSnapDoesNotHashFIFOs(t *testing.T) {
 		t.Errorf("FIFO gathered")
 	}
 }
+
+// TestGatherResultsStall: a copy that delivers nothing (the file was
+// swapped for a FIFO after the lstat, and the backend's open blocks)
+// ends after ResultStallTimeout rather than at abort.
+func TestGatherResultsStall(t *testing.T) {
+	defer func(d time.Duration) { ResultStallTimeout = d }(ResultStallTimeout)
+	ResultStallTimeout = 50 * time.Millisecond
+	b, g, fe := newGatherBuild(t, 0)
+	g.blockRegular = true
+	f := gatherWithin(t, context.Background(), b, "/build/out")
+	if f == nil || f.Status != BuildPackageFail || !strings.Contains(f.Error(), "no data for 50ms") {
+		t.Fatalf("GatherResults = %v, want PACKAGEFAIL after the stall; log:\n%s", f, fe.logText())
+	}
+}
