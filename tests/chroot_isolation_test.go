@@ -183,7 +183,24 @@ func TestChrootBuildIsolation(t *testing.T) {
 	}
 	a.call(t, "clean")
 
-	// 4. fast_cleanup: the build ends with no namespace helper and no
+	// 4. A planted line of 200 KiB without a blank, full of URL
+	// credentials: however the agent reads it from the build's pipe, no
+	// password reaches the served log.
+	long := "x" + strings.Repeat("http://user:s3cr3tpw@h/", 200<<10/23)
+	f.repo.WriteFile(t, "snap/snapcraft.yaml", "name: hello\nversion: '5.0'\nsummary: test\nstandin-fetch: "+long+"\n")
+	f.repo.Commit(t, "long line")
+	a.startBuild(t, f, "ISOLATION-LONG", f.buildArgs(""))
+	st = a.waitState(t, "BuilderStatus.WAITING", 5*time.Minute)
+	log = string(a.fetch(t, "buildlog"))
+	if !strings.Contains(log, "snapcraft stand-in: fetching xhttp://h/http://h/") {
+		t.Errorf("the long line is not in the log: %s", tail(log, 2000))
+	}
+	if n := strings.Count(log, "s3cr3tpw"); n != 0 {
+		t.Errorf("the password of the planted long line reached the log %d times", n)
+	}
+	a.call(t, "clean")
+
+	// 5. fast_cleanup: the build ends with no namespace helper and no
 	// build home left.
 	f.repo.WriteFile(t, "snap/snapcraft.yaml", f.snapcraftYAML("4.0"))
 	f.repo.Commit(t, "good again")
