@@ -1027,6 +1027,13 @@ func (b *Builder) rpcClean(_ *http.Request, params []any) (any, error) {
 // before, is the cache's, not the build's), and not those an
 // ensurepresent asked for since.
 func (b *Builder) Clean() (string, error) {
+	// The journal says IDLE before anything is removed: a crash in the
+	// middle leaves at worst results the cache prunes by age, never a
+	// WAITING build whose files are gone. Lock order: journal, then b.mu.
+	if b.journal != nil {
+		b.journal.mu.Lock()
+		defer b.journal.mu.Unlock()
+	}
 	b.mu.Lock()
 	if b.state != BuilderWaiting {
 		state := b.state
@@ -1034,6 +1041,11 @@ func (b *Builder) Clean() (string, error) {
 		return "", Faultf("clean: the builder is %s; only a WAITING builder can be cleaned", shortState(state))
 	}
 	bd := b.cur
+	if b.journal != nil {
+		if err := b.journal.write(&journalRecord{Version: journalVersion, State: BuilderIdle}); err != nil {
+			b.logger.Error("cannot write the builder journal; a crash now would lose the builder's state", "error", err)
+		}
+	}
 	sums := make([]string, 0, len(bd.files))
 	for _, m := range bd.files {
 		sums = append(sums, m.Value.(string))
@@ -1046,7 +1058,6 @@ func (b *Builder) Clean() (string, error) {
 	b.cur = nil
 	b.state = BuilderIdle
 	b.mu.Unlock()
-	b.persist()
 	b.logger.Info("cleaned", "build_id", bd.id)
 	return BuilderIdle, nil
 }
