@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -245,6 +246,10 @@ type fakeSbuildProc struct {
 
 func (p *fakeSbuildProc) Wait() (int, error) { return <-p.done, nil }
 func (p *fakeSbuildProc) Kill()              { p.f.once.Do(func() { close(p.f.killed) }) }
+func (p *fakeSbuildProc) Release() error     { return nil }
+func (p *fakeSbuildProc) Listen(ctx context.Context, network, _ string) (net.Listener, error) {
+	return net.Listen(network, "127.0.0.1:0")
+}
 
 type sbuildFixture struct {
 	t     *testing.T

@@ -31,6 +31,7 @@ import (
 	"hash"
 	"io"
 	"io/fs"
+	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -41,6 +42,7 @@ import (
 	"syscall"
 
 	"github.com/buildd-agent/buildd-agent/builders/debian"
+	"github.com/buildd-agent/buildd-agent/proxy"
 	"github.com/buildd-agent/buildd-agent/rootfs"
 )
 
@@ -82,7 +84,15 @@ var (
 type sbuildProcess interface {
 	Wait() (int, error)
 	Kill()
+	// Listen and Release: see rootfs.Isolated (a network of its own).
+	Listen(ctx context.Context, network, address string) (net.Listener, error)
+	Release() error
 }
+
+// sbuildGateAddr is where the archive gate listens inside sbuild's own
+// network: the namespace is the build's alone, so a fixed port is free,
+// and the build root's apt configuration can name it before sbuild starts.
+const sbuildGateAddr = "127.0.0.1:3142"
 
 // LookupSbuildUser finds name and its subordinate ranges, with an error
 // that says how to fix the host.
@@ -178,6 +188,9 @@ type sbuildBuild struct {
 	user     SbuildUser
 	progress ProgressFunc
 	step     int
+	// ownNetwork: sbuild runs in a network namespace of its own and apt
+	// reaches the archives through the archive gate (proxy/archivegate.go).
+	ownNetwork bool
 }
 
 func newSbuildBuild(env *Env, m *BinaryPackageManager) *sbuildBuild {
@@ -416,9 +429,26 @@ func copyFileHashed(src, dst string, newHash func() hash.Hash, uid, gid int) (st
 // states) and /CurrentlyBuilding.
 func (b *sbuildBuild) writeSetup() *Failure {
 	a := b.m.args
-	setup, err := NewAptSetup(b.m.req.BuildID, a.Common.Series, a.Common.Archives, a.Common.TrustedKeys, b.env.Config.AptProxyURL)
+	aptProxy := b.env.Config.AptProxyURL
+	// With archives given (buildd-manager always sends them), sbuild gets
+	// a network of its own: apt reaches those archives, and only them,
+	// through the archive gate; nothing the build root runs (maintainer
+	// scripts of build-dependencies included) reaches the agent or any
+	// other host service. The build itself is offline anyway (sbuild's
+	// own empty network namespace).
+	b.ownNetwork = len(a.Common.Archives) > 0
+	if b.ownNetwork {
+		aptProxy = "http://" + sbuildGateAddr + "/"
+	} else {
+		b.logf("No archives given: the build root uses the chroot's own sources, on the host's network")
+	}
+	setup, err := NewAptSetup(b.m.req.BuildID, a.Common.Series, a.Common.Archives, a.Common.TrustedKeys, aptProxy)
 	if err != nil {
 		return Fail(BuildChrootFail, "%w", err)
+	}
+	if b.ownNetwork {
+		setup.Files = append(setup.Files, AptFile{Path: "/etc/apt/apt.conf.d/99proxy-https",
+			Data: []byte(fmt.Sprintf("Acquire::https::Proxy \"%s\";\n", aptProxy))})
 	}
 	for _, n := range setup.Notes {
 		b.logf("%s", n)
@@ -600,16 +630,37 @@ func (b *sbuildBuild) runSbuild(ctx context.Context, chroot string) (int, *Failu
 	argv := b.sbuildArgv(chroot)
 	fmt.Fprintf(b.log, "[%s]\nRUN: %s\n", now().Format(CtimeLayout), QuoteArgs(argv))
 	p, err := startSbuild(rootfs.IsolatedCommand{
-		Args:   argv,
-		Env:    b.sbuildEnv(),
-		Dir:    b.dir,
-		UID:    b.user.UID,
-		GID:    b.user.GID,
-		Stdout: filter,
-		Stderr: filter,
+		Args:       argv,
+		Env:        b.sbuildEnv(),
+		Dir:        b.dir,
+		UID:        b.user.UID,
+		GID:        b.user.GID,
+		Stdout:     filter,
+		Stderr:     filter,
+		NewNetwork: b.ownNetwork,
 	})
 	if err != nil {
 		return 0, b.fail(ctx, BuildBuilderFail, "cannot run sbuild: %w", err)
+	}
+	if b.ownNetwork {
+		ln, err := p.Listen(ctx, "tcp", sbuildGateAddr)
+		if err == nil {
+			var g *proxy.ArchiveGate
+			g, err = proxy.StartArchiveGate(ln, proxy.ArchiveGateConfig{Archives: b.m.args.Common.Archives, Upstream: b.env.Config.AptProxyURL, Log: b.log})
+			if err == nil {
+				defer g.Stop()
+			} else {
+				ln.Close()
+			}
+		}
+		if err == nil {
+			err = p.Release()
+		}
+		if err != nil {
+			p.Kill()
+			p.Wait()
+			return 0, b.fail(ctx, BuildBuilderFail, "cannot give sbuild its archives: %w", err)
+		}
 	}
 	stop := context.AfterFunc(ctx, p.Kill)
 	code, werr := p.Wait()

@@ -20,10 +20,12 @@ package rootfs
 // dies (Pdeathsig), so a crashed agent leaves no build running.
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -51,6 +53,12 @@ type IsolatedCommand struct {
 	// Stdin nil means /dev/null; Stdout and Stderr nil discard.
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
+	// NewNetwork gives the namespace a network of its own with only a
+	// loopback interface (rootfs/netns_linux.go's design): nothing on the
+	// host is reachable but what the caller serves inside with Listen.
+	// The command then starts only at Release, so that those listeners
+	// are there before it runs.
+	NewNetwork bool
 }
 
 type pidnsConfig struct {
@@ -60,11 +68,15 @@ type pidnsConfig struct {
 	UID    uint32   `json:"uid"`
 	GID    uint32   `json:"gid"`
 	Groups []uint32 `json:"groups"`
+	// WaitRelease: bring lo up, then wait for a byte on fd 3 before
+	// starting the command.
+	WaitRelease bool `json:"wait_release,omitempty"`
 }
 
 // Isolated is a running StartIsolated command.
 type Isolated struct {
 	cmd      *exec.Cmd
+	release  *os.File // write end of the init's fd 3 (NewNetwork)
 	waitDone chan struct{}
 	waitErr  error
 	killOnce sync.Once
@@ -76,7 +88,7 @@ func StartIsolated(c IsolatedCommand) (*Isolated, error) {
 	if len(c.Args) == 0 {
 		return nil, errors.New("cannot start an isolated command: no argv")
 	}
-	cfg, err := json.Marshal(pidnsConfig{Args: c.Args, Env: c.Env, Dir: c.Dir, UID: c.UID, GID: c.GID, Groups: c.Groups})
+	cfg, err := json.Marshal(pidnsConfig{Args: c.Args, Env: c.Env, Dir: c.Dir, UID: c.UID, GID: c.GID, Groups: c.Groups, WaitRelease: c.NewNetwork})
 	if err != nil {
 		return nil, err
 	}
@@ -89,6 +101,16 @@ func StartIsolated(c IsolatedCommand) (*Isolated, error) {
 		Pdeathsig:  syscall.SIGKILL,
 	}
 	p := &Isolated{cmd: cmd, waitDone: make(chan struct{})}
+	if c.NewNetwork {
+		cmd.SysProcAttr.Cloneflags |= syscall.CLONE_NEWNET
+		r, w, err := os.Pipe()
+		if err != nil {
+			return nil, fmt.Errorf("cannot start %s: %w", c.Args[0], err)
+		}
+		defer r.Close()
+		cmd.ExtraFiles = []*os.File{r}
+		p.release = w
+	}
 	// Pdeathsig fires when the thread that forked exits, not the process:
 	// fork from a locked thread that stays until the init has exited.
 	started := make(chan error, 1)
@@ -105,9 +127,33 @@ func StartIsolated(c IsolatedCommand) (*Isolated, error) {
 		close(p.waitDone)
 	}()
 	if err := <-started; err != nil {
+		if p.release != nil {
+			p.release.Close()
+		}
 		return nil, fmt.Errorf("cannot start %s in a PID namespace: %w", c.Args[0], err)
 	}
 	return p, nil
+}
+
+// Listen opens a listening socket in the command's network namespace
+// (NewNetwork); the command reaches it at that address.
+func (p *Isolated) Listen(ctx context.Context, network, address string) (net.Listener, error) {
+	if p.release == nil {
+		return nil, errors.New("cannot listen: the isolated command shares the host's network")
+	}
+	return listenInNetns(ctx, p.Pid(), network, address)
+}
+
+// Release starts a NewNetwork command (a no-op otherwise, and when called
+// again).
+func (p *Isolated) Release() error {
+	if p.release == nil {
+		return nil
+	}
+	_, err := p.release.Write([]byte{1})
+	p.release.Close()
+	p.release = nil
+	return err
 }
 
 // Pid is the init's pid on the host.
@@ -136,6 +182,9 @@ func (p *Isolated) Wait() (int, error) {
 // safe to call at any time, more than once.
 func (p *Isolated) Kill() {
 	p.killOnce.Do(func() {
+		if p.release != nil {
+			p.release.Close()
+		}
 		select {
 		case <-p.waitDone:
 		default:
@@ -174,6 +223,19 @@ func pidnsInit(raw string) int {
 	}
 	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 		return fail("cannot mount /proc: %v", err)
+	}
+	if cfg.WaitRelease {
+		if err := bringUpLoopback(); err != nil {
+			return fail("%v", err)
+		}
+		// A network of our own: the caller listens in it, then says go.
+		// EOF without the byte means it gave up.
+		rel := os.NewFile(3, "release")
+		b := make([]byte, 1)
+		if n, _ := rel.Read(b); n != 1 {
+			return fail("released without a go")
+		}
+		rel.Close()
 	}
 	prog := cfg.Args[0]
 	if !strings.Contains(prog, "/") {

@@ -2,6 +2,10 @@ package rootfs
 
 import (
 	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strconv"
 	"strings"
@@ -97,4 +101,47 @@ func countProcs(marker string) int {
 		}
 	}
 	return n
+}
+
+// TestStartIsolatedNewNetwork: with a network of its own the command
+// reaches what is served inside (Listen) and nothing on the host's
+// loopback; it starts only once released.
+func TestStartIsolatedNewNetwork(t *testing.T) {
+	testenv.RequireRoot(t)
+	curl := testenv.RequireCommand(t, "curl")
+	host := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "host") }))
+	defer host.Close()
+	var out bytes.Buffer
+	p, err := StartIsolated(IsolatedCommand{
+		Args: []string{"sh", "-c", curl + " -sS -m 5 " + host.URL + "/ ; echo host-rc=$?; " + curl + " -sS -m 5 http://127.0.0.1:3142/; echo; echo inside-rc=$?"},
+		Env:  []string{"PATH=/usr/bin:/bin"},
+		UID:  65534, GID: 65534,
+		Stdout: &out, Stderr: &out,
+		NewNetwork: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := p.Listen(context.Background(), "tcp", "127.0.0.1:3142")
+	if err != nil {
+		p.Kill()
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "inside") })}
+	go srv.Serve(ln)
+	defer srv.Close()
+	time.Sleep(100 * time.Millisecond)
+	if out.Len() != 0 {
+		t.Fatalf("the command ran before Release: %q", out.String())
+	}
+	if err := p.Release(); err != nil {
+		t.Fatal(err)
+	}
+	if code, err := p.Wait(); code != 0 || err != nil {
+		t.Fatalf("exit %d %v: %s", code, err, out.String())
+	}
+	got := out.String()
+	if strings.Contains(got, "host-rc=0") || !strings.Contains(got, "inside\ninside-rc=0") {
+		t.Fatalf("output %q: want the host unreachable and the inside server reached", got)
+	}
 }

@@ -373,8 +373,18 @@ func TestBinaryPackageE2E(t *testing.T) {
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
-		if len(buildUserProcesses(t)) == 0 {
+		procs := buildUserProcesses(t)
+		if len(procs) == 0 {
 			t.Fatal("no build process seen before the abort")
+		}
+		// sbuild runs in a network of its own (its archives reached
+		// through the archive gate), not the host's, where the agent is.
+		hostNet, _ := os.Readlink("/proc/self/ns/net")
+		for _, p := range procs {
+			pid, _, _ := strings.Cut(p, " ")
+			if ns, err := os.Readlink("/proc/" + pid + "/ns/net"); err == nil && ns == hostNet {
+				t.Errorf("build process %s shares the host's network namespace", p)
+			}
 		}
 		if r := f.agent.call(t, "abort"); r != "BuilderStatus.ABORTING" {
 			t.Fatalf("abort(): %v", r)
