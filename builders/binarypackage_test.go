@@ -640,3 +640,50 @@ func currentUserName(t *testing.T) string {
 	}
 	return strings.TrimSpace(string(out))
 }
+
+func TestSweepSbuildChroots(t *testing.T) {
+	state := t.TempDir()
+	dir := SbuildChrootDir(state)
+	os.MkdirAll(dir, 0o755)
+	sum := strings.Repeat("a", 40)
+	keep := filepath.Join(dir, sum+".tar")
+	tmp := filepath.Join(dir, "."+sum+".123.tmp")
+	os.WriteFile(keep, nil, 0o644)
+	os.WriteFile(tmp, nil, 0o644)
+	if err := sweepSbuildChroots(context.Background(), state, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(tmp); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a killed repack's temporary file is left: %v", err)
+	}
+	if _, err := os.Stat(keep); err != nil {
+		t.Errorf("a cached chroot was removed: %v", err)
+	}
+}
+
+func TestPruneSbuildChroots(t *testing.T) {
+	state := t.TempDir()
+	dir := SbuildChrootDir(state)
+	os.MkdirAll(dir, 0o755)
+	var paths []string
+	for i := 0; i < 4; i++ {
+		p := filepath.Join(dir, fmt.Sprintf("%040d", i)+".tar")
+		os.WriteFile(p, nil, 0o644)
+		used := time.Now().Add(-time.Duration(i) * time.Hour)
+		os.Chtimes(p, used, used)
+		paths = append(paths, p)
+	}
+	old := filepath.Join(dir, fmt.Sprintf("%040d", 9)+".tar")
+	os.WriteFile(old, nil, 0o644)
+	os.Chtimes(old, time.Now().Add(-30*24*time.Hour), time.Now().Add(-30*24*time.Hour))
+	pruneSbuildChroots(ManagerConfig{StateDir: state, ImageMaxAge: 7 * 24 * time.Hour, ImageMaxCount: 2})
+	for i, p := range paths {
+		_, err := os.Stat(p)
+		if kept := err == nil; kept != (i < 2) {
+			t.Errorf("chroot used %dh ago: kept %v", i, kept)
+		}
+	}
+	if _, err := os.Stat(old); err == nil {
+		t.Error("a chroot unused for 30 days was kept")
+	}
+}

@@ -6,6 +6,7 @@ package builders
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -22,6 +23,27 @@ import (
 )
 
 var sha1Name = regexp.MustCompile(`^[0-9a-f]{40}$`)
+
+func init() { RegisterSweeper("sbuild-chroots", sweepSbuildChroots) }
+
+// sweepSbuildChroots removes the temporary file of a repack that a killed
+// agent did not finish (the cache itself holds only renamed, whole files).
+func sweepSbuildChroots(_ context.Context, stateDir, _ string) error {
+	if stateDir == "" {
+		return nil
+	}
+	tmps, err := filepath.Glob(filepath.Join(SbuildChrootDir(stateDir), ".*.tmp"))
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, p := range tmps {
+		if err := os.Remove(p); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
 
 // SbuildChrootDir is where repacked chroots are kept.
 func SbuildChrootDir(stateDir string) string { return filepath.Join(stateDir, "sbuild-chroots") }
