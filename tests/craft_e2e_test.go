@@ -16,6 +16,8 @@ package tests
 import (
 	"archive/tar"
 	"bytes"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -178,40 +180,8 @@ func startCraftAgent(t testing.TB) *snapAgent {
 	a.proxyPort = snapFreePort(t, "10.10.10.1")
 	a.config = writeCraftAgentConfig(t, a.stateDir, port, a.proxyPort)
 	a.url = fmt.Sprintf("http://127.0.0.1:%d", port)
-	a.cmd = exec.Command(bin, "run", "--config", a.config)
-	a.cmd.Stdout, a.cmd.Stderr = a.output, a.output
-	if err := a.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { a.cmd.Wait(); close(a.exited) }()
-	t.Cleanup(func() {
-		a.cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-a.exited:
-		case <-time.After(30 * time.Second):
-			a.cmd.Process.Kill()
-			<-a.exited
-		}
-		if t.Failed() {
-			t.Logf("agent output:\n%s", a.output.String())
-		}
-		craftCleanupLXD()
-	})
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		if _, err := a.callErr("echo", "ping"); err == nil {
-			return a
-		}
-		select {
-		case <-a.exited:
-			t.Fatalf("agent exited at start:\n%s", a.output.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("agent did not answer within 60s:\n%s", a.output.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	a.start(t, bin, craftCleanupLXD)
+	return a
 }
 
 // startCraftBuild calls build() for tag and checks it was accepted.
@@ -516,5 +486,71 @@ func tarMembers(t *testing.T, r io.Reader) map[string]bool {
 			t.Fatalf("not a tar: %v", err)
 		}
 		out[h.Name] = true
+	}
+}
+
+// TestCraftE2ELocalBuild runs `buildd-agent build rock` (the same manager
+// in-process) and checks the artifact and summary.json it writes.
+func TestCraftE2ELocalBuild(t *testing.T) {
+	f := newCraftFixture(t)
+	f.repo.WriteFile(t, "rock/rockcraft.yaml", f.toolYAML("5.0"))
+	commit := f.repo.Commit(t, "local")
+	f.repo.AnnotatedTag(t, "5.0", "release 5.0")
+	key, err := base64.StdEncoding.DecodeString(f.archiveKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(t.TempDir(), "archive.gpg")
+	os.WriteFile(keyFile, key, 0o644)
+	state := t.TempDir()
+	conf := writeCraftAgentConfig(t, state, snapFreePort(t, "127.0.0.1"), snapFreePort(t, "10.10.10.1"))
+	out := filepath.Join(t.TempDir(), "out")
+	t.Cleanup(craftCleanupLXD)
+	cmd := exec.Command(snapE2EBinary(t), "build", "rock", "--config", conf,
+		"--git-repository", f.repo.URL(), "--git-path", "refs/tags/5.0", "--build-path", "rock", "--chroot", f.chrootPath,
+		"--channel", "rockcraft=1.x/stable", "--proxy-url", f.upstream, "--revocation-endpoint", f.revURL,
+		"--archive", f.archiveLine, "--trusted-key", keyFile, "--launchpad-instance", "production",
+		"--series", craftE2ESeries, "--arch", craftE2EArch, "--output", out)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("build rock: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "==> [4/7] rockcraft pack\n") || !strings.Contains(stdout.String(), "RUN: rockcraft pack -v --destructive-mode") {
+		t.Errorf("terminal output lacks the phase line or the log:\n%s", stdout.String())
+	}
+	if strings.Contains(stdout.String()+stderr.String(), snapE2EPass) {
+		t.Errorf("the terminal shows the proxy password")
+	}
+	var sum struct {
+		Status    string `json:"status"`
+		Revision  string `json:"revision"`
+		Artifacts []struct {
+			Name string `json:"name"`
+		} `json:"artifacts"`
+	}
+	data, err := os.ReadFile(filepath.Join(out, "summary.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &sum); err != nil {
+		t.Fatalf("summary.json: %v\n%s", err, data)
+	}
+	if sum.Status != "BuildStatus.OK" || sum.Revision != commit || len(sum.Artifacts) != 1 || sum.Artifacts[0].Name != "hello_5.0_amd64.rock" {
+		t.Errorf("summary = %s", data)
+	}
+	rock, err := os.Open(filepath.Join(out, "hello_5.0_amd64.rock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rock.Close()
+	if m := tarMembers(t, rock); !m["./oci-layout"] {
+		t.Errorf("the rock is not an OCI layout: %v", m)
+	}
+	if snapContainerExists(craftE2EContainer()) {
+		t.Errorf("container left after a local build")
+	}
+	if len(f.revoked()) != 1 {
+		t.Errorf("revocations = %q", f.revoked())
 	}
 }
