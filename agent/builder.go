@@ -709,6 +709,8 @@ func (b *Builder) managerConfig() builders.ManagerConfig {
 		SbuildUser:        b.cfg.Sbuild.User,
 		ImageMaxAge:       b.cfg.LXD.ImageMaxAge.Duration,
 		ImageMaxCount:     b.cfg.LXD.ImageMaxCount,
+
+		TranslationTemplatesResult: b.cfg.TranslationTemplates.ResultArchive,
 	}
 }
 

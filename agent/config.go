@@ -22,6 +22,9 @@ type Config struct {
 	Sbuild  SbuildConfig  `toml:"sbuild"`
 	Limits  LimitsConfig  `toml:"limits"`
 	Log     LogConfig     `toml:"log"`
+
+	// TranslationTemplates is launchpad-buildd's [translationtemplatesmanager].
+	TranslationTemplates TranslationTemplatesConfig `toml:"translationtemplatesmanager"`
 }
 
 // BuilderConfig is the [builder] section.
@@ -114,6 +117,13 @@ type SbuildConfig struct {
 	// mapped to its first /etc/subuid and /etc/subgid ranges (65536 ids
 	// each at least). launchpad-buildd's builders use "buildd".
 	User string `toml:"user"`
+}
+
+// TranslationTemplatesConfig is the [translationtemplatesmanager] section.
+type TranslationTemplatesConfig struct {
+	// ResultArchive is the name of a translation-templates build's result
+	// tarball, the file buildd-manager fetches ("translation-templates.tar.gz").
+	ResultArchive string `toml:"resultarchive"`
 }
 
 // LimitsConfig is the [limits] section.

@@ -295,6 +295,9 @@ func (c *configChecker) validate(cfg *Config) {
 
 	c.nonEmpty("chroot.idmap_user", cfg.Chroot.IDMapUser)
 	c.nonEmpty("sbuild.user", cfg.Sbuild.User)
+	if r := cfg.TranslationTemplates.ResultArchive; r == "" || strings.ContainsAny(r, "/\x00") || r == "." || r == ".." || strings.HasPrefix(r, "-") {
+		c.add("translationtemplatesmanager.resultarchive", "must be a plain file name, like translation-templates.tar.gz")
+	}
 
 	if cfg.Limits.RequestBodyBytes <= 0 {
 		c.add("limits.request_body_bytes", "must be positive")

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"os/exec"
 	"path"
 	"path/filepath"
@@ -39,27 +38,28 @@ func bzrEnv(home, proxyURL string) []string {
 
 // runHost runs a host command with its output to w, killed (with its
 // process group) when ctx ends.
-func runHost(ctx context.Context, w io.Writer, env []string, dir string, argv ...string) error {
+func runHost(ctx context.Context, w io.Writer, env []string, dir string, cred *syscall.Credential, argv ...string) error {
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = env
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = w, w
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cred, Pdeathsig: syscall.SIGKILL}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 10 * time.Second
 	return cmd.Run()
 }
 
-// BranchBzr branches a Bazaar branch into dir on the host with Breezy and
-// returns its revno (what the reference reports as revision_id).
-func BranchBzr(ctx context.Context, log io.Writer, branch, dir, home, proxyURL string) (string, error) {
-	env := bzrEnv(home, proxyURL)
-	fmt.Fprintf(log, "[%s]\nRUN: %s\n", now().Format(CtimeLayout), QuoteArgs([]string{BzrCommand, "branch", describeSource(branch, ""), dir}))
-	if err := runHost(ctx, log, env, home, BzrCommand, "branch", "--", branch, dir); err != nil {
+// BranchBzr branches a Bazaar branch into dir (in the tool's directory)
+// on the host with Breezy, as the tool's user, and returns its revno
+// (what the reference reports as revision_id).
+func BranchBzr(ctx context.Context, log io.Writer, branch, dir string, tool *hostTool, proxyURL string) (string, error) {
+	env := bzrEnv(tool.Dir, proxyURL)
+	fmt.Fprintf(log, "[%s]\nRUN: %s\n", now().Format(CtimeLayout), QuoteArgs([]string{BzrCommand, "branch", describeSource(branch, ""), filepath.Base(dir)}))
+	if err := runHost(ctx, log, env, tool.Dir, tool.Cred, BzrCommand, "branch", "--", branch, dir); err != nil {
 		return "", fmt.Errorf("brz branch failed: %w", err)
 	}
 	var out strings.Builder
-	if err := runHost(ctx, &limitWriter{w: &out, n: 4096}, env, dir, BzrCommand, "revno"); err != nil {
+	if err := runHost(ctx, &limitWriter{w: &out, n: 4096}, env, dir, tool.Cred, BzrCommand, "revno"); err != nil {
 		return "", fmt.Errorf("brz revno failed: %w", err)
 	}
 	revno := strings.TrimRight(out.String(), "\n")
@@ -101,13 +101,13 @@ func (b *ContainerBuild) fetchBzr(ctx context.Context, branch, dest, proxyURL st
 	if WriteTarFunc == nil {
 		return "", Fail(BuildBuilderFail, "cannot fetch the source: this agent was built without VCS support")
 	}
-	work, err := b.HostWorkDir()
+	tool, err := b.NewHostTool()
 	if err != nil {
 		return "", Fail(BuildBuilderFail, "%w", err)
 	}
-	defer os.RemoveAll(work)
-	tree := filepath.Join(work, "tree")
-	revno, err := BranchBzr(ctx, b.Log, branch, tree, work, proxyURL)
+	defer tool.Remove()
+	tree := tool.Path("tree")
+	revno, err := BranchBzr(ctx, b.Log, branch, tree, tool, proxyURL)
 	if err != nil {
 		var ee *exec.Error
 		if errors.As(err, &ee) {

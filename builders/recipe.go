@@ -207,23 +207,24 @@ func (m *RecipeManager) build(ctx context.Context, b *ContainerBuild, res *recip
 	}
 
 	b.Phase("build tree")
-	work, err := b.HostWorkDir()
+	tool, err := b.NewHostTool()
 	if err != nil {
 		return Fail(BuildBuilderFail, "%w", err)
 	}
-	defer os.RemoveAll(work)
-	source, f := m.buildTree(ctx, b, work, version)
+	defer tool.Remove()
+	source, f := m.buildTree(ctx, b, tool, version)
 	if f != nil {
 		return f
 	}
 	tree := path.Join(recipeWorkDir, "tree")
-	if f := b.CopyHostTreeIn(ctx, filepath.Join(work, "tree"), tree); f != nil {
+	if f := b.CopyHostTreeIn(ctx, tool.Path("tree"), tree); f != nil {
 		return f
 	}
 	srcDir := path.Join(tree, source)
 
 	b.Phase("install build-dependencies")
-	pkg, err := recipePackageName(filepath.Join(work, "tree", source))
+	// Read in the target, where no symlink of the tree leads out.
+	pkg, err := recipePackageName(ctx, b, srcDir)
 	if err != nil {
 		return Fail(BuildPackageFail, "%w", err)
 	}
@@ -271,11 +272,13 @@ func (k keepGoing) Write(p []byte) (int, error) {
 
 // buildTree is buildrecipe's buildTree: git-build-recipe on the host with
 // the reference's arguments. It returns the source directory's name.
-func (m *RecipeManager) buildTree(ctx context.Context, b *ContainerBuild, work, version string) (string, *Failure) {
+func (m *RecipeManager) buildTree(ctx context.Context, b *ContainerBuild, tool *hostTool, version string) (string, *Failure) {
 	a := m.args
-	recipe := filepath.Join(work, "recipe")
-	tree := filepath.Join(work, "tree")
-	if err := os.WriteFile(recipe, []byte(a.RecipeText), 0o600); err != nil {
+	work := tool.Dir
+	recipe := tool.Path("recipe")
+	tree := tool.Path("tree")
+	// Readable by the tool's user, in its own 0700 directory.
+	if err := os.WriteFile(recipe, []byte(a.RecipeText), 0o644); err != nil {
 		return "", Fail(BuildBuilderFail, "cannot write the recipe: %w", err)
 	}
 	hostname, _ := os.Hostname()
@@ -290,9 +293,9 @@ func (m *RecipeManager) buildTree(ctx context.Context, b *ContainerBuild, work, 
 		"GIT_TERMINAL_PROMPT=0",
 	}
 	b.Logf("Git version:")
-	_ = runHost(ctx, b.Log, env, work, "git", "--version")
+	_ = runHost(ctx, b.Log, env, work, tool.Cred, "git", "--version")
 	var q bytes.Buffer
-	if err := runHost(ctx, &limitWriter{w: &q, n: 4096}, env, work, "dpkg-query", "-W", "git-build-recipe"); err == nil {
+	if err := runHost(ctx, &limitWriter{w: &q, n: 4096}, env, work, tool.Cred, "dpkg-query", "-W", "git-build-recipe"); err == nil {
 		b.Logf("%s", strings.ReplaceAll(strings.TrimRight(q.String(), "\n"), "\t", " "))
 	}
 	b.Logf("Building recipe:")
@@ -301,7 +304,7 @@ func (m *RecipeManager) buildTree(ctx context.Context, b *ContainerBuild, work, 
 		"--distribution", a.DistroSeriesName, "--allow-fallback-to-native",
 		"--append-version", "~ubuntu" + version + ".1", recipe, tree}
 	b.Logf("RUN %s", PythonListRepr(argv))
-	if err := runHost(ctx, b.Log, env, work, argv...); err != nil {
+	if err := runHost(ctx, b.Log, env, work, tool.Cred, argv...); err != nil {
 		var ee *exec.Error
 		if errors.As(err, &ee) {
 			return "", Fail(BuildBuilderFail, "cannot run git-build-recipe on this builder: %w", err)
@@ -326,14 +329,11 @@ func (m *RecipeManager) buildTree(ctx context.Context, b *ContainerBuild, work, 
 
 // recipePackageName is the first word of debian/changelog, as the
 // reference reads it.
-func recipePackageName(srcDir string) (string, error) {
-	f, err := os.Open(filepath.Join(srcDir, "debian", "changelog"))
-	if err != nil {
+func recipePackageName(ctx context.Context, b *ContainerBuild, srcDir string) (string, error) {
+	first := &cappedBuffer{max: 4096}
+	if err := b.Target.CopyOut(ctx, path.Join(srcDir, "debian", "changelog"), first); err != nil && !errors.Is(err, errCapped) {
 		return "", fmt.Errorf("cannot read the tree's debian/changelog: %w", err)
 	}
-	defer f.Close()
-	var first bytes.Buffer
-	_, _ = io.Copy(&limitWriter{w: &first, n: 4096}, f)
 	line, _, _ := strings.Cut(first.String(), "\n")
 	name, _, _ := strings.Cut(line, " ")
 	if !recipeToken.MatchString(name) {

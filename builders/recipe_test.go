@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -222,5 +223,40 @@ func TestRecipeStatuses(t *testing.T) {
 				t.Errorf("log lacks %q:\n%s", tt.wantLog, fe.logText())
 			}
 		})
+	}
+}
+
+// TestHostToolRunsAsBuildUser: host tools run as the configured build
+// user in a directory of the build home it owns.
+func TestHostToolRunsAsBuildUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to change user")
+	}
+	u, err := user.Lookup("buildd")
+	if err != nil {
+		t.Skip("no build user buildd (tests/setup.sh)")
+	}
+	fe := newFakeEnv(newFakeTarget())
+	fe.Config.SbuildUser = "buildd"
+	fe.Config.BuildHome = t.TempDir()
+	os.Chmod(fe.Config.BuildHome, 0o755)
+	for d := filepath.Dir(fe.Config.BuildHome); d != "/"; d = filepath.Dir(d) {
+		os.Chmod(d, 0o755)
+	}
+	b := NewContainerBuild(&fe.Env, Request{BuildID: "RECIPEBRANCHBUILD-9"}, CommonArgs{}, nil, nil)
+	tool, err := b.NewHostTool()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tool.Remove()
+	if !strings.HasPrefix(filepath.Base(tool.Dir), "build-RECIPEBRANCHBUILD-9.host-") {
+		t.Errorf("tool dir %s", tool.Dir)
+	}
+	var out strings.Builder
+	if err := runHost(context.Background(), &out, []string{"PATH=/usr/bin:/bin"}, tool.Dir, tool.Cred, "sh", "-c", "id -u; touch x"); err != nil {
+		t.Fatalf("%v: %s", err, out.String())
+	}
+	if strings.TrimSpace(out.String()) != u.Uid {
+		t.Errorf("ran as uid %q, want %s", out.String(), u.Uid)
 	}
 }

@@ -174,6 +174,9 @@ func TestRecipeE2E(t *testing.T) {
 		repo := f.git.NewRepo(t, "recipe-bad")
 		recipePackaging(t, repo, "feas-recipe-bad", "")
 		repo.Commit(t, "packaging")
+		empty := f.git.NewRepo(t, "recipe-empty")
+		empty.WriteFile(t, "README", "no packaging\n")
+		empty.Commit(t, "empty")
 		for _, tt := range []struct {
 			name, recipe string
 			git          bool
@@ -181,6 +184,7 @@ func TestRecipeE2E(t *testing.T) {
 		}{
 			{"unparseable recipe", "this is not a recipe\n", true, "git-build-recipe failed"},
 			{"unknown ref", "# git-build-recipe format 0.4 deb-version {debupstream}+git{revtime}\n" + repo.URL() + " no-such-branch\n", true, "git-build-recipe failed"},
+			{"empty tree (no debian/)", "# git-build-recipe format 0.4 deb-version {debupstream}+git{revtime}\n" + empty.URL() + " main\n", true, "git-build-recipe failed"},
 			{"bzr-builder recipe", "# bzr-builder format 0.3 deb-version {debupstream}-0~{revno}\nlp:~joe/someapp/pkg\n", false,
 				"This builder cannot build bzr-builder recipes"},
 		} {
@@ -193,4 +197,57 @@ func TestRecipeE2E(t *testing.T) {
 			})
 		}
 	})
+}
+
+// TestRecipeLocalBuild runs `buildd-agent build sourcepackagerecipe`: a
+// git recipe, then one with a missing build-dependency (exit 1, DEPFAIL
+// with the dependency in summary.json).
+func TestRecipeLocalBuild(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireCommand(t, "git-build-recipe")
+	archive := aptarchive.Build(t, aptarchive.Options{Set: "tools"})
+	url := archive.Serve(t, "127.0.0.1:0")
+	key := filepath.Join(t.TempDir(), "archive.gpg")
+	if err := os.WriteFile(key, archive.PublicKey(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	git := gitserver.Start(t)
+	conf := localBuildConfig(t)
+	for _, tt := range []struct {
+		name, deps string
+		code       int
+		status     string
+	}{
+		{"feas-recipe-local", "", 0, "BuildStatus.OK"},
+		{"feas-recipe-local-depwait", "libfeas-nonexistent-dev", 1, "BuildStatus.DEPFAIL"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			repo := git.NewRepo(t, tt.name)
+			recipePackaging(t, repo, tt.name, tt.deps)
+			repo.Commit(t, "packaging")
+			recipe := filepath.Join(t.TempDir(), "recipe")
+			os.WriteFile(recipe, []byte("# git-build-recipe format 0.4 deb-version {debupstream}+git{revtime}\n"+repo.URL()+" main\n"), 0o644)
+			out := filepath.Join(t.TempDir(), "out")
+			code, sum, output := runLocal(t, out, "sourcepackagerecipe", "--config", conf, "--recipe", recipe,
+				"--chroot", testenv.ChrootTarball(t), "--series", "bookworm",
+				"--archive", archive.SourcesLine(url), "--trusted-key", key, "--output", out)
+			if code != tt.code || sum["status"] != tt.status {
+				t.Fatalf("exit %d, summary %v\n%s", code, sum, output)
+			}
+			if tt.deps != "" {
+				if extra, _ := sum["extra"].(map[string]any); extra["dependencies"] != tt.deps {
+					t.Errorf("summary %v, want extra.dependencies %q", sum, tt.deps)
+				}
+				return
+			}
+			dscs, _ := filepath.Glob(filepath.Join(out, tt.name+"_1.0+git*~ubuntu12.1.dsc"))
+			changes, _ := filepath.Glob(filepath.Join(out, "*_source.changes"))
+			if len(dscs) != 1 || len(changes) != 1 {
+				t.Fatalf("results: .dsc %v, .changes %v\n%s", dscs, changes, output)
+			}
+			if _, err := os.Stat(filepath.Join(out, "manifest")); err != nil {
+				t.Errorf("no manifest: %v", err)
+			}
+		})
+	}
 }

@@ -10,9 +10,14 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -223,4 +228,94 @@ func newChrootServer(t *testing.T, chroot string) *httptest.Server {
 	}))
 	t.Cleanup(s.Close)
 	return s
+}
+
+// localBuildConfig is an agent configuration for `buildd-agent build …`
+// on the chroot backend with its state in a temporary directory.
+func localBuildConfig(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	// The chroot's mapped root must reach its build root (the testing
+	// package makes its temporary directories 0700).
+	for d := dir; d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
+		os.Chmod(d, 0o755)
+	}
+	conf := filepath.Join(dir, "buildd-agent.toml")
+	text := fmt.Sprintf("[builder]\narchitectures = [\"amd64\"]\nstate_dir = %q\nbackend = \"chroot\"\n", filepath.Join(dir, "state"))
+	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return conf
+}
+
+// runLocal runs `buildd-agent build <args>` and returns its exit code and
+// the summary.json it wrote in out.
+func runLocal(t *testing.T, out string, args ...string) (int, map[string]any, string) {
+	t.Helper()
+	cmd := exec.Command(snapE2EBinary(t), append([]string{"build"}, args...)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	var sum map[string]any
+	data, err := os.ReadFile(filepath.Join(out, "summary.json"))
+	if err != nil {
+		t.Fatalf("no summary.json (exit %d): %v\nstdout:\n%s\nstderr:\n%s", code, err, stdout.String(), stderr.String())
+	}
+	if err := json.Unmarshal(data, &sum); err != nil {
+		t.Fatalf("summary.json: %v\n%s", err, data)
+	}
+	return code, sum, stdout.String() + stderr.String()
+}
+
+// TestTranslationTemplatesLocalBuild runs `buildd-agent build
+// translation-templates` on a Bazaar branch.
+func TestTranslationTemplatesLocalBuild(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireCommand(t, "brz")
+	archive := aptarchive.Build(t, aptarchive.Options{Set: "tools"})
+	url := archive.Serve(t, "127.0.0.1:0")
+	key := filepath.Join(t.TempDir(), "archive.gpg")
+	if err := os.WriteFile(key, archive.PublicKey(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	br := bzrserver.Start(t).NewBranch(t, "tt-local")
+	for p, c := range ttTree {
+		br.WriteFile(t, p, c)
+	}
+	br.Commit(t, "one")
+	out := filepath.Join(t.TempDir(), "out")
+	code, sum, output := runLocal(t, out, "translation-templates", "--config", localBuildConfig(t),
+		"--branch", br.URL, "--chroot", testenv.ChrootTarball(t), "--series", "bookworm",
+		"--archive", archive.SourcesLine(url), "--trusted-key", key, "--output", out)
+	if code != 0 || sum["status"] != "BuildStatus.OK" {
+		t.Fatalf("exit %d, summary %v\n%s", code, sum, output)
+	}
+	if !strings.Contains(output, "==> [4/6] generate templates") {
+		t.Errorf("no phase line in the output:\n%s", output)
+	}
+	data, err := os.ReadFile(filepath.Join(out, "translation-templates.tar.gz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(zr)
+	members := map[string]string{}
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			break
+		}
+		body, _ := io.ReadAll(tr)
+		members[h.Name] = string(body)
+	}
+	checkPot(t, members)
 }

@@ -393,6 +393,8 @@ func localManagerConfig(cfg *agent.Config, arch string) builders.ManagerConfig {
 		SbuildUser:        cfg.Sbuild.User,
 		ImageMaxAge:       cfg.LXD.ImageMaxAge.Duration,
 		ImageMaxCount:     cfg.LXD.ImageMaxCount,
+
+		TranslationTemplatesResult: cfg.TranslationTemplates.ResultArchive,
 	}
 }
 
