@@ -192,6 +192,9 @@ func TestChrootBuildIsolation(t *testing.T) {
 	a.startBuild(t, f, "ISOLATION-LONG", f.buildArgs(""))
 	st = a.waitState(t, "BuilderStatus.WAITING", 5*time.Minute)
 	log = string(a.fetch(t, "buildlog"))
+	if st["build_status"] != "BuildStatus.PACKAGEFAIL" {
+		t.Errorf("build with the long URL: %v, want PACKAGEFAIL (curl cannot fetch it)", st["build_status"])
+	}
 	if !strings.Contains(log, "snapcraft stand-in: fetching xhttp://h/http://h/") {
 		t.Errorf("the long line is not in the log: %s", tail(log, 2000))
 	}
