@@ -7,6 +7,7 @@ package builders
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"os/user"
 	"path/filepath"
 	"strconv"
@@ -81,4 +82,36 @@ func (h *hostTool) Remove() { os.RemoveAll(h.Dir) }
 // Path is a path in the tool's directory.
 func (h *hostTool) Path(elem ...string) string {
 	return filepath.Join(append([]string{h.Dir}, elem...)...)
+}
+
+func init() {
+	RegisterCheck("sourcepackagerecipe", func(cfg ManagerConfig) error {
+		if _, err := exec.LookPath(GitBuildRecipeCommand); err != nil {
+			return fmt.Errorf("git-build-recipe is not installed (apt-get install git-build-recipe)")
+		}
+		return checkHostToolUser(cfg)
+	})
+	RegisterCheck("translation-templates", func(cfg ManagerConfig) error {
+		// buildd-manager sends Bazaar branches (branch_url).
+		if _, err := exec.LookPath(BzrCommand); err != nil {
+			return fmt.Errorf("Breezy is not installed (apt-get install brz)")
+		}
+		return checkHostToolUser(cfg)
+	})
+}
+
+// checkHostToolUser: when the agent is root, the build user host tools
+// run as must exist and not be root.
+func checkHostToolUser(cfg ManagerConfig) error {
+	if os.Geteuid() != 0 || cfg.SbuildUser == "" {
+		return nil
+	}
+	u, err := user.Lookup(cfg.SbuildUser)
+	if err != nil {
+		return fmt.Errorf("build user %q: %w (create it with: useradd --create-home %s)", cfg.SbuildUser, err, cfg.SbuildUser)
+	}
+	if u.Uid == "0" {
+		return fmt.Errorf("build user %q is root: host tools must not run as root; configure an unprivileged user", cfg.SbuildUser)
+	}
+	return nil
 }

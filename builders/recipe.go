@@ -145,6 +145,12 @@ var recipePhases = []string{"start target", "install", "build tree", "install bu
 // Run implements Manager.
 func (m *RecipeManager) Run(ctx context.Context, env *Env) Result {
 	b := NewContainerBuild(env, m.req, m.args.Common, m.progress, recipePhases)
+	// A recipe names its branches by URL, which may carry credentials.
+	for _, field := range strings.Fields(m.args.RecipeText) {
+		if strings.Contains(field, "://") {
+			b.AddURLSecrets(field)
+		}
+	}
 	if !m.args.Git {
 		b.Logf("This builder cannot build bzr-builder recipes: they need bzr-builder (bzr dailydeb), which Debian does not package. Use a git-build-recipe recipe (git) instead.")
 		b.Logf("Returning build status: Build failed.")

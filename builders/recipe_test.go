@@ -6,8 +6,10 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/buildd-agent/buildd-agent/builders/target"
 )
@@ -258,5 +260,60 @@ func TestHostToolRunsAsBuildUser(t *testing.T) {
 	}
 	if strings.TrimSpace(out.String()) != u.Uid {
 		t.Errorf("ran as uid %q, want %s", out.String(), u.Uid)
+	}
+}
+
+// TestRecipeAbortKillsGitBuildRecipe: abort during git-build-recipe on
+// the host kills it (and its process group) and the build ends ABORTED.
+func TestRecipeAbortKillsGitBuildRecipe(t *testing.T) {
+	installSeams(t)
+	dir := t.TempDir()
+	p := filepath.Join(dir, "git-build-recipe")
+	os.WriteFile(p, []byte("#!/bin/sh\nsleep 600 &\nwait\n"), 0o755)
+	old := GitBuildRecipeCommand
+	GitBuildRecipeCommand = p
+	t.Cleanup(func() { GitBuildRecipeCommand = old })
+	m, err := NewRecipeManager(Request{BuildID: "RECIPEBRANCHBUILD-2", Args: recipeArgs(nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ft := newFakeTarget()
+	ft.onRun = func(c recordedCommand) fakeRun {
+		if c.Args[0] == "lsb_release" {
+			return fakeRun{stdout: "12\n"}
+		}
+		return fakeRun{}
+	}
+	fe := newFakeEnv(ft)
+	fe.Config.StateDir = t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan Result, 1)
+	go func() { done <- m.Run(ctx, &fe.Env) }()
+	for !strings.Contains(fe.logText(), "RUN ['"+p) {
+		runtime.Gosched()
+	}
+	cancel()
+	select {
+	case res := <-done:
+		if res.Status != BuildAborted {
+			t.Errorf("status %s, want ABORTED", res.Status)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run did not return after abort")
+	}
+}
+
+// TestRecipeMasksURLCredentials: a recipe's branch URL password never
+// reaches the build log.
+func TestRecipeMasksURLCredentials(t *testing.T) {
+	fakeGitBuildRecipe(t, "0")
+	args := recipeArgs(map[string]any{"recipe_text": "# git-build-recipe format 0.4 deb-version 1\nhttps://u:t0ken@git.example/p.git main\n"})
+	_, fe, _ := runRecipe(t, args, nil)
+	found := false
+	for _, s := range fe.secrets {
+		found = found || s == "t0ken"
+	}
+	if !found {
+		t.Errorf("secrets %q lack the recipe URL's password", fe.secrets)
 	}
 }
