@@ -66,6 +66,9 @@ type ContainerBuild struct {
 	Proxy BuilderProxy
 	// ProxyEnv is Proxy.Env() once the proxy runs.
 	ProxyEnv []string
+	// FetchService: proxy_url is a fetch-service session (revoked in its
+	// form, the source checked out shallow; flow_fetchservice.go).
+	FetchService bool
 
 	progress  ProgressFunc
 	phases    []string

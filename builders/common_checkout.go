@@ -25,6 +25,9 @@ type CheckoutOptions struct {
 	// MirrorDir caches repositories between builds ("" = none).
 	MirrorDir string
 	Log       io.Writer
+	// Shallow fetches the one ref at depth 1 (the fetch service's mode;
+	// MirrorDir is then "").
+	Shallow bool
 }
 
 var (
@@ -86,10 +89,10 @@ func (b *ContainerBuild) FetchGitInspect(ctx context.Context, repository, ref, d
 	defer os.RemoveAll(work)
 	tree := filepath.Join(work, "tree")
 	mirror := ""
-	if b.Env.Config.StateDir != "" {
+	if b.Env.Config.StateDir != "" && !b.FetchService {
 		mirror = GitMirrorDir(b.Env.Config.StateDir)
 	}
-	rev, err := CheckoutFunc(ctx, repository, ref, tree, CheckoutOptions{ProxyURL: upstreamProxy, MirrorDir: mirror, Log: b.Log})
+	rev, err := CheckoutFunc(ctx, repository, ref, tree, CheckoutOptions{ProxyURL: upstreamProxy, MirrorDir: mirror, Log: b.Log, Shallow: b.FetchService})
 	if err != nil {
 		return "", b.ctxFail(ctx, BuildPackageFail, "cannot check out %s: %w", describeSource(repository, ref), err)
 	}
@@ -144,5 +147,6 @@ func checkoutGit(ctx context.Context, repository, ref, dir string, opts Checkout
 		ProxyURL:  opts.ProxyURL,
 		MirrorDir: opts.MirrorDir,
 		Log:       opts.Log,
+		Shallow:   opts.Shallow,
 	})
 }

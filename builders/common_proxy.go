@@ -50,6 +50,8 @@ type ProxyConfig struct {
 	// socket inside the target's own network (target.Listener).
 	Listener net.Listener
 	Log      io.Writer
+	// FetchService revokes the token the fetch service's way.
+	FetchService bool
 }
 
 var (
@@ -88,6 +90,7 @@ func (b *ContainerBuild) StartProxy(ctx context.Context, upstream, revocationEnd
 		RevocationEndpoint: revocationEndpoint,
 		ListenAddr:         b.ProxyListenAddr(),
 		Log:                b.Log,
+		FetchService:       b.FetchService,
 	}
 	if l, ok := b.Target.(target.Listener); ok {
 		// The build's network is its own: the proxy listens inside it,
@@ -232,6 +235,7 @@ func startBuilderProxy(ctx context.Context, cfg ProxyConfig) (BuilderProxy, erro
 		ListenAddr:         cfg.ListenAddr,
 		Listener:           cfg.Listener,
 		Log:                cfg.Log,
+		FetchService:       cfg.FetchService,
 	})
 	if err != nil {
 		return nil, err

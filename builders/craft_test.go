@@ -2,6 +2,7 @@ package builders
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"os"
 	"path/filepath"
@@ -386,7 +387,7 @@ func TestCraftToolsArgs(t *testing.T) {
 	}{
 		{"name", nil}, {"name", "a/b"}, {"name", ".."}, {"git_repository", nil}, {"branch", "lp:~u/p/b"},
 		{"build_path", 3}, {"channels", map[string]any{"Bad Snap": "stable"}}, {"channels", map[string]any{"core": "-x"}},
-		{"proxy_url", "ftp://x"}, {"use_fetch_service", true}, {"secrets", "x"}, {"git_path", "-x"},
+		{"proxy_url", "ftp://x"}, {"secrets", "x"}, {"git_path", "-x"}, {"use_fetch_service", "yes"},
 		{"environment_variables", map[string]any{"A=B": "x"}}, {"environment_variables", map[string]any{"A": "x\x00"}},
 		{"environment_variables", map[string]any{"A": int64(1)}}, {"environment_variables", "x"},
 	}
@@ -437,4 +438,142 @@ func FuzzParseCraftArgs(f *testing.F) {
 			}
 		}
 	})
+}
+
+// testCertPEM stands for the fetch service's CA certificate.
+const testCertPEM = "-----BEGIN CERTIFICATE-----\nMIIBtest\n-----END CERTIFICATE-----\n"
+
+func fetchServiceArgs(args map[string]any) map[string]any {
+	args["use_fetch_service"] = true
+	args["secrets"] = map[string]any{"fetch_service_mitm_certificate": base64.StdEncoding.EncodeToString([]byte(testCertPEM))}
+	return args
+}
+
+func TestFetchServiceArgs(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		secret any
+		ok     bool
+	}{
+		{"good", base64.StdEncoding.EncodeToString([]byte(testCertPEM)), true},
+		{"wrapped base64", "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t\nCk1JSUJ0ZXN0Ci0tLS0tRU5EIENFUlRJRklDQVRFLS0tLS0K", true},
+		{"missing", nil, false},
+		{"not base64", "%%%", false},
+		{"not a certificate", base64.StdEncoding.EncodeToString([]byte("hello")), false},
+		{"not a string", int64(3), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := craftBaseArgs("rockcraft")
+			args["use_fetch_service"] = true
+			secrets := map[string]any{}
+			if tc.secret != nil {
+				secrets["fetch_service_mitm_certificate"] = tc.secret
+			}
+			args["secrets"] = secrets
+			m, err := rockTool.factory(Request{Args: args})
+			if tc.ok != (err == nil) {
+				t.Fatalf("err = %v", err)
+			}
+			if err != nil {
+				var ae *ArgError
+				if !errors.As(err, &ae) || ae.Arg != "secrets" || strings.Contains(err.Error(), "LS0t") {
+					t.Errorf("err = %v, want an ArgError naming secrets without its value", err)
+				}
+				return
+			}
+			if up, _ := m.ProxyInfo(); !up {
+				t.Errorf("ProxyInfo use_fetch_service = false")
+			}
+		})
+	}
+	// snap reads it the same way.
+	a, err := ParseSnapArgs(fetchServiceArgs(baseArgs()))
+	if err != nil || a.FetchService == nil || string(a.FetchService.Certificate) != testCertPEM {
+		t.Errorf("snap: %+v %v", a.FetchService, err)
+	}
+}
+
+// TestFetchServiceFlow: the reference's extra install steps, in order,
+// after the manager's own; the certificate installed; shallow checkout
+// without the mirror; the CA variables in every build command; the
+// proxy told to revoke the fetch service's way.
+func TestFetchServiceFlow(t *testing.T) {
+	for _, tc := range []struct{ tag, tool, last string }{
+		{"rock", "rockcraft", "mkdir -p /home/buildd"},
+		{"craft", "sourcecraft", "mkdir -p /home/buildd"},
+		{"charm", "charmcraft", "mkdir -p /home/buildd"},
+		{"snap", "snapcraft", "mkdir -p /root/.subversion"},
+	} {
+		t.Run(tc.tag, func(t *testing.T) {
+			s := installSeams(t)
+			if tc.tag != "snap" {
+				s.files = map[string]string{"sub/x.yaml": "x"}
+			}
+			var opts CheckoutOptions
+			inner := CheckoutFunc
+			CheckoutFunc = func(ctx context.Context, repo, ref, dir string, o CheckoutOptions) (string, error) {
+				opts = o
+				return inner(ctx, repo, ref, dir, o)
+			}
+			var ft *fakeTarget
+			var fe *fakeEnv
+			var res Result
+			prep := func(_ *fakeTarget, fe *fakeEnv) { fe.Config.StateDir = t.TempDir() }
+			if tc.tag == "snap" {
+				ft, fe, res = runSnap(t, fetchServiceArgs(baseArgs()), prep)
+			} else {
+				ft, fe, res = runCraft(t, tc.tag, fetchServiceArgs(craftBaseArgs(tc.tool)), prep)
+			}
+			if res.Status != BuildOK {
+				t.Fatalf("status %s:\n%s", res.Status, fe.logText())
+			}
+			cmds := ft.argvs()
+			i := slices.Index(cmds, tc.last)
+			want := []string{
+				"rm -rf /var/lib/apt/lists",
+				"mkdir -p /usr/local/share/ca-certificates",
+				"update-ca-certificates",
+				"snap set system proxy.http=http://10.10.10.1:8222/",
+				"snap set system proxy.https=http://10.10.10.1:8222/",
+				"apt-get -y update",
+				"systemctl restart snapd",
+			}
+			if i < 0 || len(cmds) < i+1+len(want) {
+				t.Fatalf("commands %q", cmds)
+			}
+			if diff := cmp.Diff(want, cmds[i+1:i+1+len(want)]); diff != "" {
+				t.Errorf("fetch-service steps (-want +got):\n%s", diff)
+			}
+			if f := ft.files[MITMCertificatePath]; f == nil || string(f.data) != testCertPEM || f.mode != 0o644 {
+				t.Errorf("certificate = %+v", f)
+			}
+			if f := ft.files["/etc/apt/apt.conf.d/99proxy"]; f == nil || string(f.data) != "Acquire::http::Proxy \"http://10.10.10.1:8222/\";\nAcquire::https::Proxy \"http://10.10.10.1:8222/\";\n\n" {
+				t.Errorf("99proxy = %+v", f)
+			}
+			if !opts.Shallow || opts.MirrorDir != "" {
+				t.Errorf("checkout options = %+v, want shallow without a mirror", opts)
+			}
+			if !s.proxy.cfg.FetchService {
+				t.Errorf("the proxy is not told it revokes a fetch-service token")
+			}
+			last := ft.commands[len(ft.commands)-1]
+			if tc.tag == "snap" {
+				last, _ = ft.command("snapcraft", "pull")
+			}
+			env := envMap(last.Env)
+			if env["CARGO_HTTP_CAINFO"] != MITMCertificatePath || env["REQUESTS_CA_BUNDLE"] != MITMCertificatePath || env["GOPROXY"] != "direct" {
+				t.Errorf("%q env = %q", last.Args, last.Env)
+			}
+		})
+	}
+	// Without the fetch service: none of it.
+	installSeams(t).files = map[string]string{"sub/x.yaml": "x"}
+	ft, fe, _ := runCraft(t, "rock", craftBaseArgs("rockcraft"), nil)
+	if slices.Contains(ft.argvs(), "update-ca-certificates") || strings.Contains(fe.logText(), "GOPROXY") {
+		t.Errorf("fetch-service steps without use_fetch_service: %q", ft.argvs())
+	}
+	pack, _ := ft.command("rockcraft")
+	if _, ok := envMap(pack.Env)["GOPROXY"]; ok {
+		t.Errorf("GOPROXY set without the fetch service")
+	}
 }

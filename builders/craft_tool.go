@@ -70,6 +70,8 @@ type CraftArgs struct {
 	LaunchpadServerURL string
 	// EnvironmentVariables is craft's environment_variables.
 	EnvironmentVariables map[string]string
+	// FetchService is set with use_fetch_service.
+	FetchService *FetchService
 }
 
 // parseArgs validates a build's arguments for this tool.
@@ -97,15 +99,8 @@ func (t *craftTool) parseArgs(args map[string]any) (CraftArgs, error) {
 		a.EnvironmentVariables = p.StringMap("environment_variables")
 		checkEnvironmentVariables(p, a.EnvironmentVariables)
 	}
-	if p.Bool("use_fetch_service") {
-		p.Fail("use_fetch_service", "the fetch service is not supported by this builder")
-	}
 	// secrets only carries the fetch service's certificate.
-	if p.Has("secrets") {
-		if _, ok := args["secrets"].(map[string]any); !ok {
-			p.Fail("secrets", "must be a struct, not %s", typeName(args["secrets"]))
-		}
-	}
+	a.FetchService = parseFetchService(p, args)
 	checkSnapChannels(p, a.Channels)
 	if strings.HasPrefix(a.GitPath, "-") {
 		p.Fail("git_path", "must not start with '-'")
@@ -151,8 +146,10 @@ func (t *craftTool) factory(req Request) (Manager, error) {
 // SetProgress implements ProgressReporter.
 func (m *craftManager) SetProgress(f ProgressFunc) { m.progress = f }
 
-// ProxyInfo implements Manager: the fetch service is never used.
-func (m *craftManager) ProxyInfo() (bool, string) { return false, m.args.RevocationEndpoint }
+// ProxyInfo implements Manager.
+func (m *craftManager) ProxyInfo() (bool, string) {
+	return m.args.FetchService != nil, m.args.RevocationEndpoint
+}
 
 // Args are the validated arguments.
 func (m *craftManager) Args() CraftArgs { return m.args }
@@ -178,6 +175,7 @@ func (m *craftManager) Run(ctx context.Context, env *Env) Result {
 		Install:                 m.install,
 		Results:                 t.result,
 		AnyFailureIsPackageFail: t.anyFailureIsPackageFail,
+		FetchService:            a.FetchService,
 	}
 	var creds *craftCredentials
 	if t.environmentVariables {

@@ -68,6 +68,8 @@ type Flow struct {
 	// they exist.
 	Results      func(name string) bool
 	ExtraResults []string
+	// FetchService, if set, is the fetch-service mode (use_fetch_service).
+	FetchService *FetchService
 	// AnyFailureIsPackageFail maps every failure of the in-target phases
 	// to PACKAGEFAIL (rock and craft: the reference's buildFail for any
 	// non-zero exit of build-rock/build-craft).
@@ -110,14 +112,22 @@ func (fl *Flow) build(ctx context.Context, b *ContainerBuild) (string, *Failure)
 	if f := b.ConfigureArchives(ctx, fl.Common.Archives, fl.Common.TrustedKeys, b.Env.Config.AptProxyURL); f != nil {
 		return "", f
 	}
+	b.FetchService = fl.FetchService != nil
 	if fl.ProxyURL != "" {
 		if f := b.StartProxy(ctx, fl.ProxyURL, fl.RevocationEndpoint); f != nil {
 			return "", f
 		}
 	}
+	if fl.FetchService != nil {
+		b.ProxyEnv = append(b.ProxyEnv, fetchServiceEnv...)
+	}
 
 	b.Phase("install")
-	if f := fl.Install(ctx, b); f != nil {
+	f := fl.Install(ctx, b)
+	if f == nil && fl.FetchService != nil {
+		f = b.InstallFetchService(ctx, fl.FetchService, fl.Common.Series)
+	}
+	if f != nil {
 		return "", fl.inTarget(prefixFailure(f, "Install failed"))
 	}
 

@@ -59,6 +59,8 @@ type SnapArgs struct {
 	TargetArchitectures   []string
 	LaunchpadInstance     string
 	LaunchpadServerURL    string
+	// FetchService is set with use_fetch_service.
+	FetchService *FetchService
 }
 
 // ParseSnapArgs validates a snap build's arguments.
@@ -82,15 +84,8 @@ func ParseSnapArgs(args map[string]any) (SnapArgs, error) {
 	a.LaunchpadInstance = p.String("launchpad_instance")
 	a.LaunchpadServerURL = p.String("launchpad_server_url")
 	// Launchpad may send build_path; the reference ignores it for snaps.
-	if p.Bool("use_fetch_service") {
-		p.Fail("use_fetch_service", "the fetch service is not supported by this builder")
-	}
 	// secrets only carries the fetch service's certificate.
-	if p.Has("secrets") {
-		if _, ok := args["secrets"].(map[string]any); !ok {
-			p.Fail("secrets", "must be a struct, not %s", typeName(args["secrets"]))
-		}
-	}
+	a.FetchService = parseFetchService(p, args)
 	checkSnapChannels(p, a.Channels)
 	for i, arch := range a.TargetArchitectures {
 		if !archName.MatchString(arch) {
@@ -131,8 +126,10 @@ func (m *SnapManager) Args() SnapArgs { return m.args }
 // SetProgress implements ProgressReporter.
 func (m *SnapManager) SetProgress(f ProgressFunc) { m.progress = f }
 
-// ProxyInfo implements Manager: the fetch service is never used.
-func (m *SnapManager) ProxyInfo() (bool, string) { return false, m.args.RevocationEndpoint }
+// ProxyInfo implements Manager.
+func (m *SnapManager) ProxyInfo() (bool, string) {
+	return m.args.FetchService != nil, m.args.RevocationEndpoint
+}
 
 // snapPhases are the phases SetProgress is told about.
 var snapPhases = []string{"start target", "install", "fetch source", "snapcraft pull",
@@ -196,6 +193,7 @@ func (m *SnapManager) Run(ctx context.Context, env *Env) Result {
 		},
 		Results:      snapResult,
 		ExtraResults: m.tarballPaths(),
+		FetchService: a.FetchService,
 	}
 	return fl.Run(ctx, env)
 }

@@ -626,7 +626,11 @@ func TestSnapArgs(t *testing.T) {
 		{"private wrong type", func(a map[string]any) { a["private"] = "true" }, "private"},
 		{"target arches wrong type", func(a map[string]any) { a["target_architectures"] = "amd64" }, "target_architectures"},
 		{"target arch element", func(a map[string]any) { a["target_architectures"] = []any{"amd64", int64(2)} }, "target_architectures"},
-		{"fetch service", func(a map[string]any) { a["use_fetch_service"] = true }, "use_fetch_service"},
+		{"fetch service without its certificate", func(a map[string]any) { a["use_fetch_service"] = true }, "secrets"},
+		{"fetch service certificate not base64", func(a map[string]any) {
+			a["use_fetch_service"] = true
+			a["secrets"] = map[string]any{"fetch_service_mitm_certificate": "!!"}
+		}, "secrets"},
 		{"fast_cleanup wrong type", func(a map[string]any) { a["fast_cleanup"] = "no" }, "fast_cleanup"},
 		{"archive_private wrong type", func(a map[string]any) { a["archive_private"] = int64(0) }, "archive_private"},
 		{"empty archives", func(a map[string]any) { a["archives"] = []any{} }, "archives"},

@@ -69,6 +69,9 @@ type Config struct {
 	Log io.Writer
 	// Logger is the agent log. Nil discards.
 	Logger *slog.Logger
+	// FetchService: Upstream is a fetch-service session, whose token is
+	// revoked with a JSON body {"token": …} and no authentication.
+	FetchService bool
 }
 
 // Proxy is one build's running builder proxy. It holds no global state:
@@ -328,7 +331,7 @@ func (p *Proxy) revoke(ctx context.Context) {
 		}
 		// Revocation must happen even when the build's context is over.
 		ctx := context.WithoutCancel(ctx)
-		err := revoke(ctx, p.up, p.cfg.RevocationEndpoint, p.buildLog(), p.mask)
+		err := revoke(ctx, p.up, p.cfg.RevocationEndpoint, p.buildLog(), p.mask, p.cfg.FetchService)
 		if err != nil {
 			p.logger.Warn(p.clean(err.Error()))
 		} else {

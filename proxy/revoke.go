@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -49,10 +51,10 @@ func Revoke(ctx context.Context, upstream, endpoint string, log io.Writer) error
 	for _, s := range up.secrets() {
 		pairs = append(pairs, s, "********")
 	}
-	return revoke(ctx, up, endpoint, log, strings.NewReplacer(pairs...))
+	return revoke(ctx, up, endpoint, log, strings.NewReplacer(pairs...), false)
 }
 
-func revoke(ctx context.Context, up *upstream, endpoint string, log io.Writer, mask *strings.Replacer) error {
+func revoke(ctx context.Context, up *upstream, endpoint string, log io.Writer, mask *strings.Replacer, fetchService bool) error {
 	fmt.Fprintln(log, "Revoking proxy token...")
 	fail := func(err error) error {
 		msg := mask.Replace(fmt.Sprintf("Unable to revoke token for %s: %v", up.user, err))
@@ -64,11 +66,21 @@ func revoke(ctx context.Context, up *upstream, endpoint string, log io.Writer, m
 	}
 	ctx, cancel := context.WithTimeout(ctx, RevokeTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, endpoint, nil)
+	var body io.Reader
+	if fetchService {
+		// The fetch service's form (revoke_proxy_token with use_fetch_service).
+		b, _ := json.Marshal(map[string]string{"token": up.pass})
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, endpoint, body)
 	if err != nil {
 		return fail(err)
 	}
-	req.SetBasicAuth(up.user, up.pass)
+	if fetchService {
+		req.Header.Set("Content-Type", "application/json")
+	} else {
+		req.SetBasicAuth(up.user, up.pass)
+	}
 	resp, err := revokeClient.Do(req)
 	if err != nil {
 		var ue *url.Error
