@@ -30,6 +30,7 @@ import (
 const bpE2EUser = "buildd"
 
 type bpFixture struct {
+	t       *testing.T // the whole test's: agents started for it outlive a subtest
 	agent   *snapAgent
 	archive *aptarchive.Archive
 	repoURL string
@@ -48,7 +49,7 @@ func newBPFixture(t *testing.T) *bpFixture {
 	if out, err := exec.Command("id", bpE2EUser).CombinedOutput(); err != nil {
 		testenv.Unavailable(t, "needs the build user %s (tests/setup.sh): %s", bpE2EUser, out)
 	}
-	f := &bpFixture{srcDir: t.TempDir()}
+	f := &bpFixture{t: t, srcDir: t.TempDir()}
 	broken := aptarchive.BinaryPackage(t, t.TempDir(), aptarchive.BrokenDep)
 	f.archive = aptarchive.Build(t, aptarchive.Options{Extra: []string{broken}})
 	f.repoURL = f.archive.Serve(t, "127.0.0.1:0")
@@ -394,6 +395,49 @@ func TestBinaryPackageE2E(t *testing.T) {
 			t.Fatalf("status %v", st)
 		}
 		f.checkNothingLeft(t, "PACKAGEBUILD-104")
+		f.clean(t)
+	})
+
+	t.Run("agent killed during sbuild, then the same build again", func(t *testing.T) {
+		_, filemap := f.source(t, aptarchive.DepWaitMissing)
+		id := "PACKAGEBUILD-107"
+		r := f.agent.call(t, "build", id, "binarypackage", f.chSum, filemap, f.args(false)).([]any)
+		if r[0] != "BuilderStatus.BUILDING" {
+			t.Fatalf("build(): %v", r)
+		}
+		deadline := time.Now().Add(5 * time.Minute)
+		for !strings.Contains(string(f.agent.fetch(t, "buildlog")), "Update chroot") {
+			if time.Now().After(deadline) {
+				t.Fatalf("sbuild did not start; log:\n%s", f.agent.fetch(t, "buildlog"))
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		old := f.agent
+		old.cmd.Process.Kill()
+		<-old.exited
+		// The kernel ends sbuild's namespace with the agent (Pdeathsig).
+		deadline = time.Now().Add(30 * time.Second)
+		for len(buildUserProcesses(t)) > 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("build processes outlived the agent: %v", buildUserProcesses(t))
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		f.agent = &snapAgent{stateDir: old.stateDir, config: old.config, url: old.url,
+			output: &testenv.SyncBuffer{}, exited: make(chan struct{})}
+		f.agent.start(f.t, snapE2EBinary(t), nil)
+		if st := f.agent.status(t); st["builder_status"] != "BuilderStatus.IDLE" {
+			t.Fatalf("after the restart: %v", st)
+		}
+		if _, err := os.Lstat(filepath.Join(old.stateDir, "builds", "build-"+id)); err == nil {
+			t.Errorf("the killed build's directory survived the restart")
+		}
+		// buildd-manager requeues an IDLE builder's job: the same id builds.
+		f.ensure(t, f.chSum, f.files.URL+"/chroot.tar.gz")
+		st := f.build(t, id, filemap, f.args(false))
+		if st["build_status"] != "BuildStatus.DEPFAIL" || st["dependencies"] != "libfeas-nonexistent-dev (>= 3.0)" {
+			t.Fatalf("the re-dispatched build: %v; log:\n%s", st, f.agent.fetch(t, "buildlog"))
+		}
 		f.clean(t)
 	})
 
