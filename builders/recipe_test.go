@@ -317,3 +317,25 @@ func TestRecipeMasksURLCredentials(t *testing.T) {
 		t.Errorf("secrets %q lack the recipe URL's password", fe.secrets)
 	}
 }
+
+// FuzzParseRecipeArgs: any strings give an answer; what goes into
+// /CurrentlyBuilding is one line of one word when accepted.
+func FuzzParseRecipeArgs(f *testing.F) {
+	f.Add("bookworm-updates", "universe", "PPA", "Jöe", "joe@example.com")
+	f.Add("a\nb", "", "-x", "n\r", "e")
+	f.Fuzz(func(t *testing.T, suite, component, purpose, name, email string) {
+		a, err := ParseRecipeArgs(recipeArgs(map[string]any{"suite": suite, "ogrecomponent": component,
+			"archive_purpose": purpose, "author_name": name, "author_email": email}))
+		if err != nil {
+			return
+		}
+		for _, v := range []string{a.Suite, a.Component, a.ArchivePurpose} {
+			if !recipeToken.MatchString(v) {
+				t.Fatalf("accepted %q", v)
+			}
+		}
+		if strings.ContainsAny(a.AuthorName+a.AuthorEmail, "\n\r") {
+			t.Fatalf("accepted a multi-line author %q <%q>", a.AuthorName, a.AuthorEmail)
+		}
+	})
+}

@@ -27,6 +27,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net/url"
 	"path"
 	"sort"
 	"strings"
@@ -88,6 +89,10 @@ func parseVCSSource(p *ArgParser, branch, gitRepository, gitPath string) {
 	case gitPath != "" && gitRepository == "":
 		p.Fail("git_path", "requires git_repository")
 	}
+	if branch != "" && !bzrBranchURL(branch) {
+		// Breezy runs on the host: no file:// or sftp:// reads of it.
+		p.Fail("branch", "must be an http, https or bzr URL, or lp:")
+	}
 	for name, v := range map[string]string{"branch": branch, "git_repository": gitRepository, "git_path": gitPath} {
 		if strings.HasPrefix(v, "-") {
 			p.Fail(name, "must not start with '-'")
@@ -96,6 +101,24 @@ func parseVCSSource(p *ArgParser, branch, gitRepository, gitPath string) {
 			p.Fail(name, "must be one line")
 		}
 	}
+}
+
+// bzrBranchURL says whether a Bazaar branch location is one Breezy may
+// read from the network on the host: http(s)://, bzr:// with a host, or
+// Launchpad's lp: shorthand.
+func bzrBranchURL(s string) bool {
+	if strings.HasPrefix(s, "lp:") && len(s) > 3 && !strings.ContainsAny(s, " \t") {
+		return true
+	}
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	switch u.Scheme {
+	case "http", "https", "bzr":
+		return true
+	}
+	return false
 }
 
 // TranslationTemplatesManager runs one translation-templates build.

@@ -34,6 +34,10 @@ func TestParseTranslationTemplatesArgs(t *testing.T) {
 		{"option-like ref", map[string]any{"git_repository": "https://g/p.git", "git_path": "-x"}, "git_path", ""},
 		{"branch not a string", map[string]any{"branch": int64(3)}, "branch", ""},
 		{"no series", map[string]any{"branch": "lp:p", "series": nil}, "series", ""},
+		{"bzr:// branch", map[string]any{"branch_url": "bzr://127.0.0.1:4155/trunk"}, "", "bzr://127.0.0.1:4155/trunk"},
+		{"file:// branch", map[string]any{"branch_url": "file:///etc"}, "branch", ""},
+		{"local path branch", map[string]any{"branch": "/root/secret"}, "branch", ""},
+		{"sftp branch", map[string]any{"branch": "sftp://host/x"}, "branch", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -202,4 +206,30 @@ func TestTranslationTemplatesStatuses(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzParseTranslationTemplatesArgs: any strings give an answer; an
+// accepted branch is a network location and nothing starts with '-'.
+func FuzzParseTranslationTemplatesArgs(f *testing.F) {
+	f.Add("https://bzr.example/trunk", "", "")
+	f.Add("", "https://git.example/p.git", "refs/tags/1.0")
+	f.Add("lp:p", "x", "-y")
+	f.Fuzz(func(t *testing.T, branch, repo, ref string) {
+		extra := map[string]any{}
+		for k, v := range map[string]string{"branch_url": branch, "git_repository": repo, "git_path": ref} {
+			if v != "" {
+				extra[k] = v
+			}
+		}
+		a, err := ParseTranslationTemplatesArgs(ttArgs(extra))
+		if err != nil {
+			return
+		}
+		if (a.Branch == "") == (a.GitRepository == "") {
+			t.Fatalf("accepted %+v: not exactly one source", a)
+		}
+		if a.Branch != "" && !bzrBranchURL(a.Branch) || strings.HasPrefix(a.GitPath, "-") || strings.HasPrefix(a.GitRepository, "-") {
+			t.Fatalf("accepted %+v", a)
+		}
+	})
 }
