@@ -9,7 +9,7 @@ STATICCHECK := $(shell command -v staticcheck 2>/dev/null || echo $(shell $(GO) 
 # so that those fail instead of skipping.
 TESTFLAGS ?= -count=1 -timeout 45m
 
-.PHONY: all build run setup test unit bench lint fuzz clean
+.PHONY: all build run setup test unit bench lint fuzz clean deb
 
 all: build
 
@@ -53,5 +53,26 @@ fuzz:
 	  done; \
 	done
 
+# The Debian package, dist/buildd-agent_<version>_<arch>.deb, built with
+# dpkg-deb from a staged tree (packaging/deb/build.sh says why not debhelper
+# or nfpm). The version must start with a digit: the latest tag (v dropped),
+# or 0.0 before any, then ~git<commit date>.<commit> for untagged commits.
+DEB_ARCH    ?= $(shell dpkg --print-architecture 2>/dev/null || $(GO) env GOARCH)
+DEB_VERSION ?= $(shell t=$$(git describe --tags --abbrev=0 2>/dev/null | sed 's/^v//'); \
+	  d=$$(git log -1 --format=%cd --date=format:%Y%m%d 2>/dev/null); h=$$(git rev-parse --short HEAD 2>/dev/null); \
+	  if [ -n "$$t" ] && [ "$$(git describe --tags 2>/dev/null)" = "v$$t" ]; then echo "$$t"; \
+	  else echo "$${t:-0.0}~git$$d.$$h"; fi)
+DEB_OUT     ?= dist
+# -buildmode=pie: Debian builds executables as PIE (hardening), and a static
+# PIE is what lintian expects of a Go binary outside a golang-go source build.
+# -s -w: no symbol tables (lintian: unstripped-binary-or-object).
+
+deb:
+	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -buildmode=pie \
+	  -ldflags '-s -w -X github.com/buildd-agent/buildd-agent/agent.Version=$(DEB_VERSION)' \
+	  -o $(DEB_OUT)/stage-bin/buildd-agent ./cmd/buildd-agent
+	sh packaging/deb/build.sh $(DEB_OUT)/stage-bin/buildd-agent '$(DEB_VERSION)' $(DEB_ARCH) $(DEB_OUT)
+	rm -rf $(DEB_OUT)/stage-bin
+
 clean:
-	rm -rf bin bench.txt
+	rm -rf bin bench.txt dist

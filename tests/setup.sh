@@ -2,7 +2,8 @@
 # Install and start everything the test suite and the agent need on a fresh
 # Debian 12 machine (as root). Idempotent; `make test` and `make run` call it.
 #   - Debian packages: LXD + iptables, debootstrap, squid + apache2-utils
-#     (htpasswd), git, uidmap, libcap2-bin, squashfs-tools, compressors;
+#     (htpasswd), git, uidmap, libcap2-bin, squashfs-tools, compressors,
+#     lintian and systemd (systemd-analyze) for the package test (make deb);
 #   - tests/lxd-setup.sh: LXD daemon started and initialised;
 #   - Debian package builds (sbuild in --chroot-mode=unshare, without
 #     schroot: no recommends): sbuild, mmdebstrap, apt-utils (apt-ftparchive),
@@ -20,7 +21,8 @@ if [ "$(id -u)" != 0 ]; then
   exec sudo -E "$0" "$@"
 fi
 pkgs=(lxd iptables debootstrap squid apache2-utils git uidmap libcap2-bin
-      squashfs-tools zstd xz-utils bzip2 python3 curl ca-certificates)
+      squashfs-tools zstd xz-utils bzip2 python3 curl ca-certificates
+      systemd)
 need=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
@@ -33,7 +35,7 @@ fi
 # Without recommends: sbuild's would pull in schroot and autopkgtest.
 # git-build-recipe and brz (Breezy) run on the host for recipe builds and
 # Bazaar branches (translation-templates, snap, recipes).
-norec=(sbuild mmdebstrap apt-utils dpkg-dev gnupg gcc make libc6-dev git-build-recipe brz)
+norec=(sbuild mmdebstrap apt-utils dpkg-dev gnupg gcc make libc6-dev git-build-recipe brz lintian)
 need=()
 for p in "${norec[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
