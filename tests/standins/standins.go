@@ -24,6 +24,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -41,6 +42,20 @@ var (
 	CraftPack []byte
 )
 
+// snapdUnit stands for snapd's service: the snap stand-in needs no daemon,
+// but `systemctl restart snapd` must work.
+var snapdUnit = []byte(`[Unit]
+Description=snapd stand-in (tests/standins)
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/true
+
+[Install]
+WantedBy=multi-user.target
+`)
+
 // CraftTools are the names the craftpack stand-in is installed under.
 var CraftTools = []string{"charmcraft", "rockcraft", "sourcecraft"}
 
@@ -56,6 +71,8 @@ func Files() (map[string][]byte, error) {
 	for _, t := range CraftTools {
 		files["usr/local/bin/"+t] = CraftPack
 	}
+	// The fetch service's mode restarts snapd to pick up its certificate.
+	files["etc/systemd/system/snapd.service"] = snapdUnit
 	for _, p := range hostTools {
 		data, err := os.ReadFile(p)
 		if err != nil {
@@ -165,7 +182,7 @@ func (c *countingReader) Read(p []byte) (int, error) {
 
 // Append writes to out a gzip tarball made of the one at in (gzip, with a
 // chroot-autobuild/ prefix) followed by files (paths relative to the
-// chroot, owned by root, mode 0755). The original members are copied byte
+// chroot, owned by root, mode 0755, 0644 under etc/). The original members are copied byte
 // for byte (xattrs and all): only the end-of-archive blocks are replaced.
 func Append(in, out string, files map[string][]byte) error {
 	end, prefix, err := archiveEnd(in)
@@ -203,7 +220,11 @@ func Append(in, out string, files map[string][]byte) error {
 	mtime := time.Unix(1700000000, 0)
 	for _, name := range names {
 		data := files[name]
-		h := &tar.Header{Name: prefix + name, Mode: 0o755, Size: int64(len(data)), ModTime: mtime, Typeflag: tar.TypeReg, Format: tar.FormatGNU}
+		mode := int64(0o755)
+		if strings.HasPrefix(name, "etc/") {
+			mode = 0o644 // configuration, not a program
+		}
+		h := &tar.Header{Name: prefix + name, Mode: mode, Size: int64(len(data)), ModTime: mtime, Typeflag: tar.TypeReg, Format: tar.FormatGNU}
 		if err := tw.WriteHeader(h); err != nil {
 			return err
 		}

@@ -77,7 +77,7 @@ func TestAppend(t *testing.T) {
 			}
 		}
 	}
-	want := "chroot-autobuild/ chroot-autobuild/usr/bin/ping chroot-autobuild/etc/zeros " +
+	want := "chroot-autobuild/ chroot-autobuild/usr/bin/ping chroot-autobuild/etc/zeros chroot-autobuild/etc/systemd/system/snapd.service " +
 		"chroot-autobuild/usr/local/bin/charmcraft chroot-autobuild/usr/local/bin/rockcraft chroot-autobuild/usr/local/bin/snap " +
 		"chroot-autobuild/usr/local/bin/snapcraft chroot-autobuild/usr/local/bin/sourcecraft chroot-autobuild/usr/local/bin/xz chroot-autobuild/usr/local/bin/zip"
 	if got := strings.Join(names, " "); got != want {
@@ -195,6 +195,9 @@ func TestSnapStandin(t *testing.T) {
 		{[]string{"install", "--devmode", "--channel=x", "core22"}, 2},
 		{[]string{"set", "core", "proxy.store=abc"}, 0},
 		{[]string{"set", "core", "other=1"}, 2},
+		{[]string{"set", "system", "proxy.http=http://10.10.10.1:8222/"}, 0},
+		{[]string{"set", "system", "proxy.https=http://10.10.10.1:8222/"}, 0},
+		{[]string{"set", "system", "proxy.store=x"}, 2},
 		{[]string{"remove", "core22"}, 2},
 	}
 	for _, tc := range cases {
