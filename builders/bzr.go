@@ -101,6 +101,9 @@ func (b *ContainerBuild) fetchBzr(ctx context.Context, branch, dest, proxyURL st
 	if WriteTarFunc == nil {
 		return "", Fail(BuildBuilderFail, "cannot fetch the source: this agent was built without VCS support")
 	}
+	if _, err := exec.LookPath(BzrCommand); err != nil {
+		return "", Fail(BuildBuilderFail, "cannot run Breezy (%s) on this builder: %w", BzrCommand, err)
+	}
 	tool, err := b.NewHostTool()
 	if err != nil {
 		return "", Fail(BuildBuilderFail, "%w", err)
@@ -109,10 +112,6 @@ func (b *ContainerBuild) fetchBzr(ctx context.Context, branch, dest, proxyURL st
 	tree := tool.Path("tree")
 	revno, err := BranchBzr(ctx, b.Log, branch, tree, tool, proxyURL)
 	if err != nil {
-		var ee *exec.Error
-		if errors.As(err, &ee) {
-			return "", Fail(BuildBuilderFail, "cannot run Breezy (%s) on this builder: %w", BzrCommand, err)
-		}
 		return "", b.ctxFail(ctx, BuildPackageFail, "cannot branch %s: %w", describeSource(branch, ""), err)
 	}
 	if f := b.CopyHostTreeIn(ctx, tree, dest); f != nil {

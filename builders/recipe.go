@@ -310,11 +310,10 @@ func (m *RecipeManager) buildTree(ctx context.Context, b *ContainerBuild, tool *
 		"--distribution", a.DistroSeriesName, "--allow-fallback-to-native",
 		"--append-version", "~ubuntu" + version + ".1", recipe, tree}
 	b.Logf("RUN %s", PythonListRepr(argv))
+	if _, err := exec.LookPath(GitBuildRecipeCommand); err != nil {
+		return "", Fail(BuildBuilderFail, "cannot run git-build-recipe on this builder: %w", err)
+	}
 	if err := runHost(ctx, b.Log, env, work, tool.Cred, argv...); err != nil {
-		var ee *exec.Error
-		if errors.As(err, &ee) {
-			return "", Fail(BuildBuilderFail, "cannot run git-build-recipe on this builder: %w", err)
-		}
 		return "", b.ctxFail(ctx, BuildPackageFail, "git-build-recipe failed: %w", err)
 	}
 	entries, err := os.ReadDir(tree)

@@ -339,3 +339,15 @@ func FuzzParseRecipeArgs(f *testing.F) {
 		}
 	})
 }
+
+// TestRecipeNoGitBuildRecipe: a host without git-build-recipe is the
+// builder's failure, not the recipe's.
+func TestRecipeNoGitBuildRecipe(t *testing.T) {
+	old := GitBuildRecipeCommand
+	GitBuildRecipeCommand = "/nonexistent/git-build-recipe"
+	t.Cleanup(func() { GitBuildRecipeCommand = old })
+	_, fe, res := runRecipe(t, recipeArgs(nil), nil)
+	if res.Status != BuildBuilderFail || !strings.Contains(fe.logText(), "cannot run git-build-recipe on this builder") {
+		t.Errorf("status %s; log:\n%s", res.Status, fe.logText())
+	}
+}

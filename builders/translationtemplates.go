@@ -175,7 +175,19 @@ func (m *TranslationTemplatesManager) build(ctx context.Context, b *ContainerBui
 	if f := b.StartTarget(ctx, "chroot", m.req.Chroot); f != nil {
 		return f
 	}
-	if f := b.ConfigureArchives(ctx, a.Common.Archives, a.Common.TrustedKeys, b.Env.Config.AptProxyURL); f != nil {
+	archives := a.Common.Archives
+	if len(archives) == 0 && len(a.Common.TrustedKeys) == 0 {
+		// buildd-manager sends none (chrootsources.go).
+		own, err := b.ChrootOwnArchives(ctx)
+		if err != nil {
+			return b.ctxFail(ctx, BuildChrootFail, "cannot read the chroot's apt sources: %w", err)
+		}
+		if len(own) > 0 {
+			b.Logf("No archives given: updating from the chroot's own apt sources, as launchpad-buildd's update-debian-chroot does")
+			archives = own
+		}
+	}
+	if f := b.ConfigureArchives(ctx, archives, a.Common.TrustedKeys, b.Env.Config.AptProxyURL); f != nil {
 		return f
 	}
 
