@@ -20,9 +20,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 
@@ -279,25 +276,26 @@ func xmlText(s string) string {
 // mavenSettingsMode: settings.xml holds the tokens (the build runs as root).
 const mavenSettingsMode = 0o600
 
-// checkM2 refuses a checkout whose .m2 (or .m2/settings.xml) is not a
+// checkM2 refuses a source tree whose .m2 (or .m2/settings.xml) is not a
 // plain directory (file): writing the credentials there would follow a
-// link the repository planted.
-func checkM2(tree string) error {
-	fi, err := os.Lstat(filepath.Join(tree, ".m2"))
-	if errors.Is(err, fs.ErrNotExist) {
+// link the repository planted. Nothing runs in the target between the
+// checkout and this check, so the target's view is the checkout's.
+func checkM2(ctx context.Context, t target.Target, sourceDir string) error {
+	fi, err := t.Stat(ctx, sourceDir+"/.m2")
+	if errors.Is(err, target.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("cannot look at .m2 in the source tree: %w", err)
 	}
-	if !fi.IsDir() {
+	if !fi.Mode.IsDir() {
 		return errors.New("refusing to write .m2/settings.xml: .m2 in the source tree is not a directory (a symlink?)")
 	}
-	fi, err = os.Lstat(filepath.Join(tree, ".m2", "settings.xml"))
-	if errors.Is(err, fs.ErrNotExist) {
+	fi, err = t.Stat(ctx, sourceDir+"/.m2/settings.xml")
+	if errors.Is(err, target.ErrNotExist) {
 		return nil
 	}
-	if err != nil || !fi.Mode().IsRegular() {
+	if err != nil || !fi.Mode.IsRegular() {
 		return errors.New("refusing to write .m2/settings.xml: the source tree has one that is not a regular file")
 	}
 	return nil
@@ -305,6 +303,9 @@ func checkM2(tree string) error {
 
 // writeMavenSettings writes <sourceDir>/.m2/settings.xml.
 func writeMavenSettings(ctx context.Context, b *ContainerBuild, sourceDir, text string) *Failure {
+	if err := checkM2(ctx, b.Target, sourceDir); err != nil {
+		return b.ctxFail(ctx, BuildPackageFail, "%w", err)
+	}
 	dir := sourceDir + "/.m2"
 	if f := b.Run(ctx, BuildPackageFail, target.Command{Args: []string{"mkdir", "-p", dir}}); f != nil {
 		return f

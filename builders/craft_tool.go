@@ -53,8 +53,10 @@ func (t *craftTool) phases() []string {
 
 // CraftArgs are the arguments of a charm, rock or craft build.
 type CraftArgs struct {
-	Common        CommonArgs
-	Name          string
+	Common CommonArgs
+	Name   string
+	// Branch is a Bazaar branch (instead of GitRepository).
+	Branch        string
 	GitRepository string
 	GitPath       string
 	// BuildPath is build_path ("" when not given: the tree itself).
@@ -80,9 +82,7 @@ func (t *craftTool) parseArgs(args map[string]any) (CraftArgs, error) {
 	var a CraftArgs
 	a.Common = ParseCommonArgs(p)
 	a.Name = p.PathComponent("name")
-	p.Reject("branch", "Bazaar branches are not supported by this builder; use git_repository")
-	a.GitRepository = p.RequiredString("git_repository")
-	a.GitPath = p.String("git_path")
+	a.Branch, a.GitRepository, a.GitPath = parseCraftSource(p)
 	a.BuildPath = p.String("build_path")
 	a.Channels = p.StringMap("channels")
 	a.ProxyURL = p.URL("proxy_url", "http", "https")
@@ -102,16 +102,44 @@ func (t *craftTool) parseArgs(args map[string]any) (CraftArgs, error) {
 	// secrets only carries the fetch service's certificate.
 	a.FetchService = parseFetchService(p, args)
 	checkSnapChannels(p, a.Channels)
-	if strings.HasPrefix(a.GitPath, "-") {
-		p.Fail("git_path", "must not start with '-'")
-	}
-	if strings.HasPrefix(a.GitRepository, "-") {
-		p.Fail("git_repository", "must not start with '-'")
-	}
 	if err := p.Err(); err != nil {
 		return CraftArgs{}, err
 	}
 	return a, nil
+}
+
+// parseCraftSource reads the source: a Bazaar branch or a git repository
+// (exactly one, as the reference's --branch/--git-repository) and git_path.
+func parseCraftSource(p *ArgParser) (branch, repository, gitPath string) {
+	branch = p.String("branch")
+	repository = p.String("git_repository")
+	gitPath = p.String("git_path")
+	switch {
+	case branch != "" && repository != "":
+		p.Fail("branch", "give branch or git_repository, not both")
+	case branch == "" && repository == "":
+		if p.Has("git_repository") || p.Has("branch") {
+			p.Fail("git_repository", "must not be empty")
+		} else {
+			p.Fail("git_repository", "is required (or branch, for a Bazaar branch)")
+		}
+	case gitPath != "" && repository == "":
+		p.Fail("git_path", "needs git_repository")
+	}
+	for _, c := range []struct{ name, v string }{{"branch", branch}, {"git_repository", repository}, {"git_path", gitPath}} {
+		if strings.HasPrefix(c.v, "-") {
+			p.Fail(c.name, "must not start with '-'")
+		}
+	}
+	return branch, repository, gitPath
+}
+
+// vcsDep is the reference's vcs_deps: what the checkout's tool needs.
+func vcsDep(branch string) string {
+	if branch != "" {
+		return "bzr"
+	}
+	return "git"
 }
 
 // checkSnapChannels checks a channels argument: snap names to channels.
@@ -170,6 +198,7 @@ func (m *craftManager) Run(ctx context.Context, env *Env) Result {
 		RevocationEndpoint:      a.RevocationEndpoint,
 		GitRepository:           a.GitRepository,
 		GitPath:                 a.GitPath,
+		Branch:                  a.Branch,
 		SourceDir:               m.sourceDir(),
 		BuildPath:               a.BuildPath,
 		Install:                 m.install,
@@ -185,8 +214,6 @@ func (m *craftManager) Run(ctx context.Context, env *Env) Result {
 		if err != nil {
 			// The reference fails in build(), after the checkout.
 			fl.Inspect = func(string) error { return err }
-		} else if creds.maven != "" {
-			fl.Inspect = func(tree string) error { return checkM2(tree) }
 		}
 	}
 	fl.Steps = []FlowStep{{Phase: t.tool + " pack", Run: func(ctx context.Context, b *ContainerBuild, dir string) *Failure {
@@ -217,7 +244,7 @@ func (m *craftManager) install(ctx context.Context, b *ContainerBuild) *Failure 
 			deps = append(deps, dep)
 		}
 	}
-	deps = append(deps, "git")
+	deps = append(deps, vcsDep(a.Branch))
 	deps = append(deps, t.deps...)
 	if f := b.Run(ctx, BuildPackageFail, target.Command{Args: append([]string{"apt-get", "-y", "install"}, deps...)}); f != nil {
 		return f

@@ -41,6 +41,8 @@ type Flow struct {
 	RevocationEndpoint string
 	GitRepository      string
 	GitPath            string
+	// Branch is a Bazaar branch, instead of GitRepository.
+	Branch string
 	// Secrets are masked in the build log from the start, besides the
 	// passwords of ProxyURL and GitRepository.
 	Secrets []string
@@ -57,8 +59,8 @@ type Flow struct {
 	// Install is the manager's install phase (after the target, the
 	// archives and the proxy are up).
 	Install func(ctx context.Context, b *ContainerBuild) *Failure
-	// Inspect, if set, looks at the checkout on the host (tree) before it
-	// is removed; an error fails the build as PACKAGEFAIL.
+	// Inspect, if set, looks at a git checkout on the host (tree) before
+	// it is removed; an error fails the build as PACKAGEFAIL.
 	Inspect func(tree string) error
 	// Steps run after the checkout, each announced as its phase; dir is
 	// the resolved build directory.
@@ -87,6 +89,7 @@ func (fl *Flow) Run(ctx context.Context, env *Env) Result {
 	b := NewContainerBuild(env, fl.Request, fl.Common, fl.Progress, fl.Phases)
 	b.AddURLSecrets(fl.ProxyURL)
 	b.AddURLSecrets(fl.GitRepository)
+	b.AddURLSecrets(fl.Branch)
 	for _, s := range fl.Secrets {
 		b.AddSecret(s)
 	}
@@ -137,12 +140,20 @@ func (fl *Flow) build(ctx context.Context, b *ContainerBuild) (string, *Failure)
 		rel                 string
 		pathErr, inspectErr error
 	)
-	rev, f := b.FetchGitInspect(ctx, fl.GitRepository, fl.GitPath, fl.SourceDir, fl.ProxyURL, func(tree string) {
-		rel, pathErr = ResolveBuildPath(tree, fl.SourceDir, fl.BuildPath)
-		if pathErr == nil && fl.Inspect != nil {
-			inspectErr = fl.Inspect(tree)
+	var rev string
+	if fl.Branch != "" {
+		rev, f = b.fetchBzr(ctx, fl.Branch, fl.SourceDir, fl.ProxyURL)
+		if f == nil {
+			rel, pathErr = ResolveBuildPathInTarget(ctx, b.Target, fl.SourceDir, fl.BuildPath)
 		}
-	})
+	} else {
+		rev, f = b.FetchGitInspect(ctx, fl.GitRepository, fl.GitPath, fl.SourceDir, fl.ProxyURL, func(tree string) {
+			rel, pathErr = ResolveBuildPath(tree, fl.SourceDir, fl.BuildPath)
+			if pathErr == nil && fl.Inspect != nil {
+				inspectErr = fl.Inspect(tree)
+			}
+		})
+	}
 	if f != nil {
 		return "", fl.inTarget(prefixFailure(f, "Build failed"))
 	}

@@ -10,6 +10,7 @@ package builders
 // tree.
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -17,6 +18,8 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+
+	"github.com/buildd-agent/buildd-agent/builders/target"
 )
 
 // maxSymlinkHops is Linux's limit (ELOOP) on symlinks followed in one lookup.
@@ -34,6 +37,34 @@ var ErrInvalidBuildPath = errors.New("invalid build file path")
 // target reads it: inside the tree only if under targetDir). It never
 // looks outside hostTree.
 func ResolveBuildPath(hostTree, targetDir, rel string) (string, error) {
+	host := func(r string) string { return filepath.Join(hostTree, filepath.FromSlash(r)) }
+	return resolveBuildPath(targetDir, rel,
+		func(r string) (fs.FileMode, error) {
+			fi, err := os.Lstat(host(r))
+			if err != nil {
+				return 0, err
+			}
+			return fi.Mode(), nil
+		},
+		func(r string) (string, error) { return os.Readlink(host(r)) })
+}
+
+// ResolveBuildPathInTarget is ResolveBuildPath for a tree that is only in
+// the target (a Bazaar branch): the target cannot read links, so a
+// symlink anywhere on the way is refused.
+func ResolveBuildPathInTarget(ctx context.Context, t target.Target, targetDir, rel string) (string, error) {
+	return resolveBuildPath(targetDir, rel, func(r string) (fs.FileMode, error) {
+		fi, err := t.Stat(ctx, path.Join(targetDir, r))
+		if err != nil {
+			return 0, err
+		}
+		return fi.Mode, nil
+	}, nil)
+}
+
+// resolveBuildPath walks rel below targetDir with lstat and readlink
+// (paths relative to the tree; readlink nil refuses every symlink).
+func resolveBuildPath(targetDir, rel string, lstat func(string) (fs.FileMode, error), readlink func(string) (string, error)) (string, error) {
 	if rel == "" || rel == "." {
 		return ".", nil
 	}
@@ -63,30 +94,33 @@ func ResolveBuildPath(hostTree, targetDir, rel string) (string, error) {
 			continue
 		}
 		next := append(append([]string(nil), cur...), c)
-		host := filepath.Join(append([]string{hostTree}, next...)...)
-		fi, err := os.Lstat(host)
+		name := path.Join(next...)
+		mode, err := lstat(name)
 		if errors.Is(err, fs.ErrNotExist) {
-			return "", bad("does not exist in the source tree (%s is missing)", path.Join(next...))
+			return "", bad("does not exist in the source tree (%s is missing)", name)
 		}
 		if err != nil {
-			return "", fmt.Errorf("%w: build_path %q: cannot look at %s: %v", ErrInvalidBuildPath, rel, path.Join(next...), err)
+			return "", fmt.Errorf("%w: build_path %q: cannot look at %s: %v", ErrInvalidBuildPath, rel, name, err)
 		}
-		if fi.Mode()&fs.ModeSymlink == 0 {
+		if mode&fs.ModeSymlink == 0 {
 			cur = next
 			continue
+		}
+		if readlink == nil {
+			return "", bad("goes through the symlink %s, which is not followed here", name)
 		}
 		hops++
 		if hops > maxSymlinkHops {
 			return "", bad("has too many levels of symbolic links")
 		}
-		link, err := os.Readlink(host)
+		link, err := readlink(name)
 		if err != nil {
-			return "", fmt.Errorf("%w: build_path %q: cannot read the symlink %s: %v", ErrInvalidBuildPath, rel, path.Join(next...), err)
+			return "", fmt.Errorf("%w: build_path %q: cannot read the symlink %s: %v", ErrInvalidBuildPath, rel, name, err)
 		}
 		if path.IsAbs(link) {
 			clean := path.Clean(link)
 			if clean != targetDir && !strings.HasPrefix(clean, targetDir+"/") {
-				return "", bad("leaves the source tree %s: %s is a symlink to %s", targetDir, path.Join(next...), link)
+				return "", bad("leaves the source tree %s: %s is a symlink to %s", targetDir, name, link)
 			}
 			cur = nil
 			link = strings.TrimPrefix(strings.TrimPrefix(clean, targetDir), "/")
@@ -98,8 +132,7 @@ func ResolveBuildPath(hostTree, targetDir, rel string) (string, error) {
 		return ".", nil
 	}
 	res := path.Join(cur...)
-	fi, err := os.Lstat(filepath.Join(hostTree, filepath.FromSlash(res)))
-	if err != nil || !fi.IsDir() {
+	if mode, err := lstat(res); err != nil || !mode.IsDir() {
 		return "", bad("is not a directory in the source tree")
 	}
 	return res, nil

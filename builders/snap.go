@@ -54,11 +54,13 @@ type SnapArgs struct {
 	DisableProxyAfterPull bool
 	GitRepository         string
 	GitPath               string
-	BuildSourceTarball    bool
-	Private               bool
-	TargetArchitectures   []string
-	LaunchpadInstance     string
-	LaunchpadServerURL    string
+	// Branch is a Bazaar branch (instead of GitRepository).
+	Branch              string
+	BuildSourceTarball  bool
+	Private             bool
+	TargetArchitectures []string
+	LaunchpadInstance   string
+	LaunchpadServerURL  string
 	// FetchService is set with use_fetch_service.
 	FetchService *FetchService
 }
@@ -75,9 +77,7 @@ func ParseSnapArgs(args map[string]any) (SnapArgs, error) {
 	a.ProxyURL = p.URL("proxy_url", "http", "https")
 	a.RevocationEndpoint = p.URL("revocation_endpoint", "http", "https")
 	a.DisableProxyAfterPull = p.Bool("disable_proxy_after_pull")
-	p.Reject("branch", "Bazaar branches are not supported by this builder; use git_repository")
-	a.GitRepository = p.RequiredString("git_repository")
-	a.GitPath = p.String("git_path")
+	a.Branch, a.GitRepository, a.GitPath = parseCraftSource(p)
 	a.BuildSourceTarball = p.Bool("build_source_tarball")
 	a.Private = p.Bool("private")
 	a.TargetArchitectures = p.StringList("target_architectures")
@@ -91,12 +91,6 @@ func ParseSnapArgs(args map[string]any) (SnapArgs, error) {
 		if !archName.MatchString(arch) {
 			p.Fail("target_architectures", "element %d (%q) is not an architecture tag", i, arch)
 		}
-	}
-	if strings.HasPrefix(a.GitPath, "-") {
-		p.Fail("git_path", "must not start with '-'")
-	}
-	if strings.HasPrefix(a.GitRepository, "-") {
-		p.Fail("git_repository", "must not start with '-'")
 	}
 	if err := p.Err(); err != nil {
 		return SnapArgs{}, err
@@ -185,6 +179,7 @@ func (m *SnapManager) Run(ctx context.Context, env *Env) Result {
 		RevocationEndpoint: a.RevocationEndpoint,
 		GitRepository:      a.GitRepository,
 		GitPath:            a.GitPath,
+		Branch:             a.Branch,
 		SourceDir:          m.buildDir(),
 		Install:            m.install,
 		Steps: []FlowStep{
@@ -240,7 +235,7 @@ func (m *SnapManager) install(ctx context.Context, b *ContainerBuild) *Failure {
 			deps = append(deps, dep)
 		}
 	}
-	deps = append(deps, "git")
+	deps = append(deps, vcsDep(a.Branch))
 	if _, ok := a.Channels["snapcraft"]; ok {
 		// snapcraft needs sudo but cannot depend on it as a snap.
 		deps = append(deps, "sudo")

@@ -1,0 +1,94 @@
+package builders
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// bzrBranch makes a real Bazaar branch with Breezy: sub/charmcraft.yaml
+// and a symlink link -> sub, one commit.
+func bzrBranch(t *testing.T) string {
+	t.Helper()
+	if _, err := exec.LookPath(BzrCommand); err != nil {
+		t.Skipf("needs Breezy (%s)", BzrCommand)
+	}
+	dir := filepath.Join(t.TempDir(), "branch")
+	run := func(args ...string) {
+		cmd := exec.Command(BzrCommand, args...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "BRZ_EMAIL=Test <test@example.com>", "HOME="+t.TempDir(), "BRZ_LOG=/dev/null")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("brz %q: %v\n%s", args, err, out)
+		}
+	}
+	os.MkdirAll(filepath.Join(dir, "sub"), 0o755)
+	os.WriteFile(filepath.Join(dir, "sub", "charmcraft.yaml"), []byte("name: hello\n"), 0o644)
+	os.Symlink("sub", filepath.Join(dir, "link"))
+	run("init", ".")
+	run("add", "-q")
+	run("commit", "-q", "-m", "init")
+	return dir
+}
+
+// TestCraftToolsBazaarBranch: branch instead of git_repository (the
+// reference's --branch): Breezy on the host, bzr installed in the target,
+// revision_id the revno, build_path resolved in the target with no
+// symlink followed.
+func TestCraftToolsBazaarBranch(t *testing.T) {
+	branch := bzrBranch(t)
+	installSeams(t)
+	args := craftBaseArgs("charmcraft")
+	delete(args, "git_repository")
+	delete(args, "git_path")
+	delete(args, "proxy_url")
+	args["branch"] = branch
+	ft, fe, res := runCraft(t, "charm", args, nil)
+	if res.Status != BuildOK {
+		t.Fatalf("status %s:\n%s", res.Status, fe.logText())
+	}
+	if fe.status["revision_id"] != "1" {
+		t.Errorf("revision_id = %v, want the revno", fe.status["revision_id"])
+	}
+	if !slices.Contains(ft.argvs(), "apt-get -y install udev bzr python3-pip python3-setuptools") {
+		t.Errorf("install: %q", ft.argvs())
+	}
+	if ft.files["/home/buildd/hello/sub/charmcraft.yaml"] == nil {
+		t.Errorf("branch not copied in")
+	}
+	if pack, _ := ft.command("charmcraft"); pack.Dir != "/home/buildd/hello/sub" {
+		t.Errorf("pack dir %q", pack.Dir)
+	}
+	args["build_path"] = "link"
+	_, fe, res = runCraft(t, "charm", args, nil)
+	if res.Status != BuildPackageFail || !strings.Contains(fe.logText(), `build_path "link" goes through the symlink link, which is not followed here`) {
+		t.Errorf("status %s:\n%s", res.Status, fe.logText())
+	}
+	// snap takes a branch the same way.
+	sargs := baseArgs()
+	delete(sargs, "git_repository")
+	delete(sargs, "git_path")
+	sargs["branch"] = branch
+	if a, err := ParseSnapArgs(sargs); err != nil || a.Branch != branch {
+		t.Errorf("snap branch: %+v %v", a.Branch, err)
+	}
+	for _, bad := range []map[string]any{
+		{"branch": branch, "git_repository": "https://x/y.git"},
+		{"branch": branch, "git_path": "main"},
+		{"branch": "-x"},
+		{},
+	} {
+		a := craftBaseArgs("charmcraft")
+		delete(a, "git_repository")
+		delete(a, "git_path")
+		for k, v := range bad {
+			a[k] = v
+		}
+		if _, err := charmTool.parseArgs(a); err == nil {
+			t.Errorf("%v accepted", bad)
+		}
+	}
+}
