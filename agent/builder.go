@@ -632,6 +632,8 @@ func (b *Builder) start(tag string, factory builders.Factory, req builders.Reque
 	if u, ok := req.Args["build_url"].(string); ok && u != "" {
 		fmt.Fprintf(w, "%s\n", u)
 	}
+	// launchpad-buildd's builder-prep lines: what built this.
+	writeBuilderPrep(w)
 	env := b.newEnv(bd, w)
 	b.logger.Info("build started", "build_id", bd.id, "manager", tag, "build", bd.gen)
 	go b.run(ctx, bd, env)

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -160,16 +161,20 @@ func TestBuildLifecycle(t *testing.T) {
 			}
 			<-g.started
 			st := tb.status(t)
+			// The build URL, then builder-prep's two lines (kernel,
+			// toolchain), then the manager's output.
+			var prep bytes.Buffer
+			writeBuilderPrep(&prep)
 			want := map[string]any{
 				"builder_status": "BuilderStatus.BUILDING", "builder_version": Version,
 				"build_id": "SNAPBUILD-1", "revision_id": "0123abcd",
-				// The log is "https://…\nbuilding SNAPBUILD-1\n": the first line is dropped.
-				"logtail": []byte("building SNAPBUILD-1"),
+				// The log is "https://…\n<prep>building SNAPBUILD-1\n": the first line is dropped.
+				"logtail": []byte(prep.String() + "building SNAPBUILD-1"),
 			}
 			if diff := cmp.Diff(want, st); diff != "" {
 				t.Errorf("BUILDING status (-want +got):\n%s", diff)
 			}
-			if got := tb.log.String(); got != "https://launchpad.test/build/1\nbuilding SNAPBUILD-1\n" {
+			if got := tb.log.String(); got != "https://launchpad.test/build/1\n"+prep.String()+"building SNAPBUILD-1\n" {
 				t.Errorf("build log = %q", got)
 			}
 			if _, err := tb.rpc("clean"); err == nil {

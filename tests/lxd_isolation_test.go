@@ -51,6 +51,7 @@ backend = "lxd"
 [lxd]
 bridge = "lpbuilddbr0"
 subnet = "10.10.10.1/24"
+nat = false
 profile = %q
 instance = "lxdiso"
 
