@@ -69,6 +69,9 @@ type ContainerBuild struct {
 	// FetchService: proxy_url is a fetch-service session (revoked in its
 	// form, the source checked out shallow; flow_fetchservice.go).
 	FetchService bool
+	// FetchServiceCA is the fetch service's certificate, which the host
+	// side's https (the source checkout) trusts too.
+	FetchServiceCA []byte
 
 	progress  ProgressFunc
 	phases    []string

@@ -28,6 +28,9 @@ type CheckoutOptions struct {
 	// Shallow fetches the one ref at depth 1 (the fetch service's mode;
 	// MirrorDir is then "").
 	Shallow bool
+	// CABundle is trusted for https besides the system's CAs (the fetch
+	// service's certificate).
+	CABundle []byte
 }
 
 var (
@@ -92,7 +95,8 @@ func (b *ContainerBuild) FetchGitInspect(ctx context.Context, repository, ref, d
 	if b.Env.Config.StateDir != "" && !b.FetchService {
 		mirror = GitMirrorDir(b.Env.Config.StateDir)
 	}
-	rev, err := CheckoutFunc(ctx, repository, ref, tree, CheckoutOptions{ProxyURL: upstreamProxy, MirrorDir: mirror, Log: b.Log, Shallow: b.FetchService})
+	rev, err := CheckoutFunc(ctx, repository, ref, tree, CheckoutOptions{ProxyURL: upstreamProxy, MirrorDir: mirror, Log: b.Log,
+		Shallow: b.FetchService, CABundle: b.FetchServiceCA})
 	if err != nil {
 		return "", b.ctxFail(ctx, BuildPackageFail, "cannot check out %s: %w", describeSource(repository, ref), err)
 	}
@@ -148,5 +152,6 @@ func checkoutGit(ctx context.Context, repository, ref, dir string, opts Checkout
 		MirrorDir: opts.MirrorDir,
 		Log:       opts.Log,
 		Shallow:   opts.Shallow,
+		CABundle:  opts.CABundle,
 	})
 }

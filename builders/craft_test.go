@@ -550,7 +550,7 @@ func TestFetchServiceFlow(t *testing.T) {
 			if f := ft.files["/etc/apt/apt.conf.d/99proxy"]; f == nil || string(f.data) != "Acquire::http::Proxy \"http://10.10.10.1:8222/\";\nAcquire::https::Proxy \"http://10.10.10.1:8222/\";\n\n" {
 				t.Errorf("99proxy = %+v", f)
 			}
-			if !opts.Shallow || opts.MirrorDir != "" {
+			if !opts.Shallow || opts.MirrorDir != "" || string(opts.CABundle) != testCertPEM {
 				t.Errorf("checkout options = %+v, want shallow without a mirror", opts)
 			}
 			if !s.proxy.cfg.FetchService {

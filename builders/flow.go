@@ -116,6 +116,9 @@ func (fl *Flow) build(ctx context.Context, b *ContainerBuild) (string, *Failure)
 		return "", f
 	}
 	b.FetchService = fl.FetchService != nil
+	if fl.FetchService != nil {
+		b.FetchServiceCA = fl.FetchService.Certificate
+	}
 	if fl.ProxyURL != "" {
 		if f := b.StartProxy(ctx, fl.ProxyURL, fl.RevocationEndpoint); f != nil {
 			return "", f

@@ -198,7 +198,7 @@ func (r *run) listRefs(ctx context.Context, repoURL string) (map[plumbing.Refere
 	var refs []*plumbing.Reference
 	err = r.retry(ctx, "Listing refs of "+redactURL(repoURL), func() error {
 		var err error
-		refs, err = rem.ListContext(ctx, &git.ListOptions{ProxyOptions: r.proxy})
+		refs, err = rem.ListContext(ctx, &git.ListOptions{ProxyOptions: r.proxy, CABundle: r.opts.CABundle})
 		return r.tunnelError(repoURL, err)
 	})
 	if err != nil {
@@ -316,6 +316,7 @@ func (r *run) fetch(ctx context.Context, repo *git.Repository, repoURL string, o
 	}
 	rem := git.NewRemote(repo.Storer, &config.RemoteConfig{Name: "origin", URLs: []string{dial}})
 	o.ProxyOptions = r.proxy
+	o.CABundle = r.opts.CABundle
 	if o.Tags == git.InvalidTagMode {
 		o.Tags = git.NoTags
 	}

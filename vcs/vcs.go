@@ -58,6 +58,9 @@ type Options struct {
 	// only; the build then has no history (like launchpad-buildd's
 	// fetch-service and OCI builds).
 	Shallow bool
+	// CABundle holds PEM certificates trusted for https besides the
+	// system's: the fetch service's CA, which intercepts TLS.
+	CABundle []byte
 }
 
 // DefaultTimeout bounds a checkout when Options.Timeout is 0.
