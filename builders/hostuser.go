@@ -94,7 +94,7 @@ func init() {
 	RegisterCheck("translation-templates", func(cfg ManagerConfig) error {
 		// buildd-manager sends Bazaar branches (branch_url).
 		if _, err := exec.LookPath(BzrCommand); err != nil {
-			return fmt.Errorf("Breezy is not installed (apt-get install brz)")
+			return fmt.Errorf("brz (Breezy) is not installed (apt-get install brz)")
 		}
 		return checkHostToolUser(cfg)
 	})
