@@ -24,6 +24,10 @@ type Options struct {
 	// Targets are the configured target backends by name ("lxd",
 	// "chroot"); managers reach them through Env.NewTarget.
 	Targets map[string]target.Factory
+	// Probes check the backends' reachability for /healthz, by backend
+	// name; a name without a target (LXD failed to set up) is reported
+	// unreachable when its probe fails. Nil: every target is reachable.
+	Probes map[string]Probe
 }
 
 // Agent is one builder: the HTTP server's handler, the file cache, the
@@ -36,6 +40,8 @@ type Agent struct {
 	builder *Builder
 	metrics *metrics
 	handler http.Handler
+	targets map[string]target.Factory
+	probes  map[string]Probe
 
 	closeOnce sync.Once
 }
@@ -91,10 +97,12 @@ func New(cfg *Config, opts Options) (*Agent, error) {
 		return nil, fmt.Errorf("cannot open build log %q: %w", logPath, err)
 	}
 	a := &Agent{
-		cfg:    cfg,
-		logger: logger,
-		cache:  cache,
-		log:    blog,
+		cfg:     cfg,
+		logger:  logger,
+		cache:   cache,
+		log:     blog,
+		targets: opts.Targets,
+		probes:  opts.Probes,
 	}
 	a.builder = newBuilder(builderDeps{
 		cfg:     cfg,

@@ -28,6 +28,7 @@ func (a *Agent) routes() http.Handler {
 	mux.Handle("/rpc/", rpc)
 	mux.Handle("/filecache/", a.cache.Handler(a.log))
 	mux.Handle("/metrics", a.metrics.handler())
+	mux.Handle("/healthz", a.healthHandler())
 	return mux
 }
 

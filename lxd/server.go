@@ -2,6 +2,7 @@ package lxd
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -76,4 +77,24 @@ func waitOp(ctx context.Context, op lxdclient.Operation, err error) error {
 		return err
 	}
 	return op.WaitContext(ctx)
+}
+
+// Ping asks the LXD daemon for its server record: whether the backend is
+// reachable now (for /healthz). A daemon that does not answer within ctx
+// is unreachable.
+func (h *Host) Ping(ctx context.Context) error {
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := h.srv.GetServer()
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("LXD does not answer: %w", err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("LXD does not answer: %w", ctx.Err())
+	}
 }

@@ -13,10 +13,12 @@ package tests
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -301,6 +303,7 @@ func runUnitAgent(t *testing.T, unit []byte) {
 	if st, _ := v.(map[string]any); st["builder_status"] != "BuilderStatus.IDLE" {
 		t.Errorf("status() = %v, want IDLE", v)
 	}
+	debCheckHealth(t, base, strings.TrimSpace(debRun(t, "dpkg-query", "-W", "-f", "${Version}", "buildd-agent")))
 }
 
 // debInFreshRoot installs the package in an unpacked Debian root where no
@@ -412,4 +415,24 @@ func mustRead(t *testing.T, p string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// debCheckHealth reads the installed agent's /healthz.
+func debCheckHealth(t *testing.T, base, version string) {
+	t.Helper()
+	resp, err := http.Get(base + "/healthz")
+	if err != nil {
+		t.Fatalf("/healthz: %v", err)
+	}
+	defer resp.Body.Close()
+	var h agent.Health
+	if err := json.NewDecoder(resp.Body).Decode(&h); err != nil {
+		t.Fatalf("/healthz: %v", err)
+	}
+	if h.State != "IDLE" || h.Version != version || !h.Backends["chroot"].Reachable || len(h.Disk) == 0 {
+		t.Errorf("/healthz = %+v, want IDLE, version %s, chroot reachable, free disk", h, version)
+	}
+	if (resp.StatusCode == http.StatusOK) != h.Healthy {
+		t.Errorf("/healthz HTTP %d with healthy = %v", resp.StatusCode, h.Healthy)
+	}
 }

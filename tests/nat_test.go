@@ -61,6 +61,10 @@ func TestLXDTestBridgeHasNoRouteOut(t *testing.T) {
 			c.Disconnect()
 		}
 	})
+	// /healthz's probe of the backend.
+	if err := host.Ping(context.Background()); err != nil {
+		t.Errorf("Ping: %v", err)
+	}
 	c, err := lxdclient.ConnectLXDUnix("", nil)
 	if err != nil {
 		t.Fatal(err)

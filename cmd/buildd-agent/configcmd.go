@@ -18,26 +18,44 @@ func newConfigCommand() *cobra.Command {
 		Short: "Check or show a configuration file",
 		Args:  cobra.NoArgs,
 	}
-	cmd.AddCommand(&cobra.Command{
-		Use:   "check FILE",
+	var syntaxOnly bool
+	check := &cobra.Command{
+		Use:   "check [--syntax-only] FILE",
 		Short: "Report every problem in a configuration file as FILE:LINE: key: message",
-		Args:  cobra.ExactArgs(1),
+		Long: "Report every problem in a configuration file as FILE:LINE: key: message, then\n" +
+			"check this machine for it (unless --syntax-only): the build home and state\n" +
+			"directory must be reachable by the chroot backend's mapped ids and the sbuild\n" +
+			"user (an error), and the sbuild user should exist (a warning, on stderr).",
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path := args[0]
 			data, err := os.ReadFile(path)
 			if err != nil {
 				return fmt.Errorf("cannot read configuration: %w", err)
 			}
-			if _, err := agent.ParseConfig(data); err != nil {
+			cfg, err := agent.ParseConfig(data)
+			if err != nil {
 				if printProblems(cmd.OutOrStdout(), path, err) {
 					return errReported
 				}
 				return err
 			}
+			if !syntaxOnly {
+				errs, warns := hostProblems(cfg)
+				for _, w := range warns {
+					fmt.Fprintf(cmd.ErrOrStderr(), "%s: %s: warning: %s\n", path, w.Key, w.Msg)
+				}
+				if len(errs) > 0 {
+					printProblems(cmd.OutOrStdout(), path, agent.ConfigErrors(errs))
+					return errReported
+				}
+			}
 			_, err = fmt.Fprintln(cmd.OutOrStdout(), "ok")
 			return err
 		},
-	})
+	}
+	check.Flags().BoolVar(&syntaxOnly, "syntax-only", false, "check the file only, not this machine")
+	cmd.AddCommand(check)
 	var showPath string
 	show := &cobra.Command{
 		Use:   "show [--config FILE]",

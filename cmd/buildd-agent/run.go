@@ -99,10 +99,13 @@ func runAgent(ctx context.Context, cfg *agent.Config, logger *slog.Logger, reloa
 	// A backend that cannot be set up (LXD down, or a user without access
 	// to it) does not stop the agent: like launchpad-buildd, it serves, and
 	// the builds that need the backend fail with the reason.
-	targets, cleanupTargets, err := targetFactories(ctx, cfg, logger)
+	targets, probes, cleanupTargets, err := targetFactories(ctx, cfg, logger)
 	if err != nil {
 		logger.Error("build targets unavailable; builds needing them will fail", "error", err)
+		setupErr := err
 		targets, cleanupTargets = nil, func() {}
+		// /healthz reports the configured backend down, with the reason.
+		probes = map[string]agent.Probe{b.Backend: func(context.Context) error { return setupErr }}
 	}
 	defer cleanupTargets()
 
@@ -115,7 +118,7 @@ func runAgent(ctx context.Context, cfg *agent.Config, logger *slog.Logger, reloa
 	}
 	defer pruneCache.Close()
 
-	a, err := agent.New(cfg, agent.Options{Logger: logger, Targets: targets})
+	a, err := agent.New(cfg, agent.Options{Logger: logger, Targets: targets, Probes: probes})
 	if err != nil {
 		return err
 	}

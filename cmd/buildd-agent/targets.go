@@ -21,8 +21,9 @@ import (
 // The LXD backend is set up only when it is the default backend: NewHost
 // talks to the daemon and ensures the bridge, profile and pool, which a
 // chroot-only builder must not need. The chroot backend costs nothing
-// until used and is always offered.
-func targetFactories(ctx context.Context, cfg *agent.Config, logger *slog.Logger) (map[string]target.Factory, func(), error) {
+// until used and is always offered. The probes say, for /healthz, whether
+// a backend's daemon answers.
+func targetFactories(ctx context.Context, cfg *agent.Config, logger *slog.Logger) (map[string]target.Factory, map[string]agent.Probe, func(), error) {
 	factories := map[string]target.Factory{
 		"chroot": rootfs.NewChrootFactory(rootfs.ChrootConfig{
 			BuildHome: cfg.Builder.BuildHome,
@@ -30,6 +31,7 @@ func targetFactories(ctx context.Context, cfg *agent.Config, logger *slog.Logger
 			Logger:    logger,
 		}),
 	}
+	probes := map[string]agent.Probe{}
 	cleanup := func() {}
 	if cfg.Builder.Backend == "lxd" {
 		c := cfg.LXD
@@ -51,16 +53,17 @@ func targetFactories(ctx context.Context, cfg *agent.Config, logger *slog.Logger
 			Logger:        logger,
 		})
 		if err != nil {
-			return nil, nil, fmt.Errorf("cannot set up the LXD backend: %w", err)
+			return nil, nil, nil, fmt.Errorf("cannot set up the LXD backend: %w", err)
 		}
 		factories["lxd"] = h.Factory()
+		probes["lxd"] = h.Ping
 		cleanup = func() {
 			if err := h.Close(); err != nil {
 				logger.Warn("cannot close the LXD backend", "error", err)
 			}
 		}
 	}
-	return factories, cleanup, nil
+	return factories, probes, cleanup, nil
 }
 
 // agentPorts are the agent's own ports, which the LXD host firewalls off
