@@ -82,6 +82,13 @@ type LXDConfig struct {
 	// is used instead (https://host:8443).
 	Socket    string `toml:"socket"`
 	RemoteURL string `toml:"remote_url"`
+	// TLSClientCert and TLSClientKey are the PEM files of the client
+	// certificate the remote LXD trusts (lxc config trust add), and
+	// TLSServerCert the remote's own certificate (its server.crt), pinned;
+	// "" trusts the system's CAs instead. Only with RemoteURL.
+	TLSClientCert string `toml:"tls_client_cert"`
+	TLSClientKey  string `toml:"tls_client_key"`
+	TLSServerCert string `toml:"tls_server_cert"`
 	// Bridge and Subnet: the agent's bridge and its host address/prefix.
 	Bridge string `toml:"bridge"`
 	Subnet string `toml:"subnet"`

@@ -273,6 +273,20 @@ func (c *configChecker) validate(cfg *Config) {
 		if u, err := url.Parse(l.RemoteURL); err != nil || u.Scheme != "https" || u.Host == "" {
 			c.add("lxd.remote_url", "must be an https:// URL")
 		}
+		if l.TLSClientCert == "" || l.TLSClientKey == "" {
+			c.add("lxd.remote_url", "a remote LXD needs tls_client_cert and tls_client_key (a client certificate it trusts)")
+		}
+	}
+	for _, kv := range [][2]string{{"lxd.tls_client_cert", l.TLSClientCert}, {"lxd.tls_client_key", l.TLSClientKey}, {"lxd.tls_server_cert", l.TLSServerCert}} {
+		key, v := kv[0], kv[1]
+		if v == "" {
+			continue
+		}
+		if l.RemoteURL == "" {
+			c.add(key, "is used only with remote_url")
+		} else if !filepath.IsAbs(v) {
+			c.add(key, "must be an absolute path")
+		}
 	}
 	if !ifaceName.MatchString(l.Bridge) {
 		c.add("lxd.bridge", "%q is not a network interface name (1 to 15 letters, digits, '_', '-', '.')", l.Bridge)

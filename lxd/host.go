@@ -27,7 +27,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	lxdclient "github.com/canonical/lxd/client"
 	"github.com/canonical/lxd/shared/api"
 
 	"github.com/buildd-agent/buildd-agent/builders/target"
@@ -46,8 +45,9 @@ const (
 type Config struct {
 	// Socket is LXD's unix socket ("" = LXD_SOCKET, then $LXD_DIR/unix.socket,
 	// then the snap's or /var/lib/lxd's socket, as the LXD client resolves it).
-	// RemoteURL, if set, is used instead (https://host:8443).
+	// RemoteURL, if set, is used instead (https://host:8443), with TLS.
 	Socket, RemoteURL string
+	TLS               RemoteTLS
 	// Bridge is the LXD managed bridge the containers attach to ("lpbuilddbr0").
 	Bridge string
 	// Subnet is the host's address on the bridge with the prefix length
@@ -196,12 +196,7 @@ func NewHost(ctx context.Context, cfg Config) (*Host, error) {
 	if err != nil {
 		return nil, err
 	}
-	var c lxdclient.InstanceServer
-	if cfg.RemoteURL != "" {
-		c, err = lxdclient.ConnectLXDWithContext(ctx, cfg.RemoteURL, nil)
-	} else {
-		c, err = lxdclient.ConnectLXDUnixWithContext(ctx, cfg.Socket, nil)
-	}
+	c, err := connect(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("cannot connect to LXD: %w", err)
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/buildd-agent/buildd-agent/agent"
 	"github.com/buildd-agent/buildd-agent/builders"
+	"github.com/buildd-agent/buildd-agent/lxd"
 	"github.com/buildd-agent/buildd-agent/vcs"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
@@ -100,6 +101,12 @@ func runAgent(ctx context.Context, cfg *agent.Config, logger *slog.Logger, reloa
 	// to it) does not stop the agent: like launchpad-buildd, it serves, and
 	// the builds that need the backend fail with the reason.
 	targets, probes, cleanupTargets, err := targetFactories(ctx, cfg, logger)
+	if errors.Is(err, lxd.ErrCertificate) {
+		// Wrong or untrusted certificates do not mend themselves: stop
+		// here, with the reason, rather than serve a builder that fails
+		// every build.
+		return err
+	}
 	if err != nil {
 		logger.Error("build targets unavailable; builds needing them will fail", "error", err)
 		setupErr := err

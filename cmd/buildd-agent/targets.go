@@ -38,6 +38,7 @@ func targetFactories(ctx context.Context, cfg *agent.Config, logger *slog.Logger
 		h, err := lxd.NewHost(ctx, lxd.Config{
 			Socket:        c.Socket,
 			RemoteURL:     c.RemoteURL,
+			TLS:           lxd.RemoteTLS{ClientCert: c.TLSClientCert, ClientKey: c.TLSClientKey, ServerCert: c.TLSServerCert},
 			Bridge:        c.Bridge,
 			Subnet:        c.Subnet,
 			NAT:           c.NAT,
