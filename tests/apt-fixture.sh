@@ -21,6 +21,10 @@ include=debhelper,fakeroot,build-essential
 case "${DEBS_SET:-}" in
   "") ;;
   tools) out="$cache/debs-tools"; include="$include,intltool,lsb-release" ;;
+  # DEBS_SET=docker: $cache/debs-docker, the default set plus docker.io
+  # and its dependencies (containerd, runc, iptables, tini, …), what oci
+  # builds install into the test chroot.
+  docker) out="$cache/debs-docker"; include="$include,docker.io" ;;
   *) echo "apt-fixture.sh: unknown DEBS_SET ${DEBS_SET}" >&2; exit 2 ;;
 esac
 mkdir -p "$cache"

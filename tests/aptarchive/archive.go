@@ -50,7 +50,8 @@ type Options struct {
 	// needs no root and no download.
 	NoBase bool
 	// Set picks the cached closure: "" is the default one (BaseDebs),
-	// "tools" the same plus intltool and lsb-release (ToolDebs).
+	// "tools" the same plus intltool and lsb-release (ToolDebs), "docker"
+	// the default one plus docker.io (DockerDebs).
 	Set string
 }
 
@@ -119,6 +120,36 @@ func ToolDebs(t testing.TB) string {
 	return toolsDir
 }
 
+var (
+	dockerOnce sync.Once
+	dockerDir  string
+	dockerErr  error
+)
+
+// DockerDebs returns the directory of cached .debs of the "docker" set:
+// the BaseDebs closure plus docker.io and its dependencies, downloaded
+// once with DEBS_SET=docker tests/apt-fixture.sh (root) when not cached.
+func DockerDebs(t testing.TB) string {
+	t.Helper()
+	dir := filepath.Join(CacheDir(), "debs-docker")
+	if _, err := os.Stat(filepath.Join(dir, ".complete")); err == nil {
+		return dir
+	}
+	testenv.RequireRoot(t)
+	testenv.RequireCommand(t, "mmdebstrap")
+	dockerOnce.Do(func() {
+		cmd := exec.Command("bash", filepath.Join(testenv.RepoRoot(), "tests", "apt-fixture.sh"))
+		cmd.Env = append(os.Environ(), "DEBS_SET=docker")
+		cmd.Stderr = os.Stderr
+		out, err := cmd.Output()
+		dockerDir, dockerErr = strings.TrimSpace(string(out)), err
+	})
+	if dockerErr != nil {
+		t.Fatalf("cannot download the archive's docker .debs (DEBS_SET=docker tests/apt-fixture.sh): %v", dockerErr)
+	}
+	return dockerDir
+}
+
 // BaseDebs returns the directory of cached .debs (the closure of
 // build-essential, fakeroot and debhelper), downloading them once with
 // tests/apt-fixture.sh, which needs root, when they are not cached yet.
@@ -168,6 +199,8 @@ func Build(t testing.TB, opts Options) *Archive {
 			base = BaseDebs(t)
 		case "tools":
 			base = ToolDebs(t)
+		case "docker":
+			base = DockerDebs(t)
 		default:
 			t.Fatalf("aptarchive: unknown set %q", opts.Set)
 		}
