@@ -127,7 +127,9 @@ func (t *fakeTarget) Run(ctx context.Context, cmd target.Command) (int, error) {
 func (t *fakeTarget) mkdirAll(p string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for d := path.Clean(p); d != "/"; d = path.Dir(d) {
+	// A relative path (mkdir -p auto, run in the build directory) would
+	// never reach "/": it ends at ".".
+	for d := path.Clean(p); d != "/" && d != "."; d = path.Dir(d) {
 		if _, ok := t.files[d]; !ok {
 			t.files[d] = &fakeFile{mode: fs.ModeDir | 0o755}
 		}
