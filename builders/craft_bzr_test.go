@@ -2,36 +2,27 @@ package builders
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/buildd-agent/buildd-agent/tests/bzrserver"
 )
 
-// bzrBranch makes a real Bazaar branch with Breezy: sub/charmcraft.yaml
-// and a symlink link -> sub, one commit.
+// bzrBranch serves a real Bazaar branch over HTTP (Breezy reads it as it
+// reads Launchpad's): sub/charmcraft.yaml and a symlink link -> sub.
 func bzrBranch(t *testing.T) string {
 	t.Helper()
-	if _, err := exec.LookPath(BzrCommand); err != nil {
-		t.Skipf("needs Breezy (%s)", BzrCommand)
+	srv := bzrserver.Start(t)
+	b := srv.NewBranch(t, "hello")
+	b.WriteFile(t, "sub/charmcraft.yaml", "name: hello\n")
+	if err := os.Symlink("sub", filepath.Join(b.Dir, "link")); err != nil {
+		t.Fatal(err)
 	}
-	dir := filepath.Join(t.TempDir(), "branch")
-	run := func(args ...string) {
-		cmd := exec.Command(BzrCommand, args...)
-		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), "BRZ_EMAIL=Test <test@example.com>", "HOME="+t.TempDir(), "BRZ_LOG=/dev/null")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("brz %q: %v\n%s", args, err, out)
-		}
-	}
-	os.MkdirAll(filepath.Join(dir, "sub"), 0o755)
-	os.WriteFile(filepath.Join(dir, "sub", "charmcraft.yaml"), []byte("name: hello\n"), 0o644)
-	os.Symlink("sub", filepath.Join(dir, "link"))
-	run("init", ".")
-	run("add", "-q")
-	run("commit", "-q", "-m", "init")
-	return dir
+	bzrserver.Brz(t, b.Dir, "add", "-q", "link")
+	b.Commit(t, "init")
+	return b.URL
 }
 
 // TestCraftToolsBazaarBranch: branch instead of git_repository (the
@@ -76,6 +67,10 @@ func TestCraftToolsBazaarBranch(t *testing.T) {
 		t.Errorf("snap branch: %+v %v", a.Branch, err)
 	}
 	for _, bad := range []map[string]any{
+		{"branch": "/etc"},
+		{"branch": "file:///root/branch"},
+		{"branch": "sftp://host/x"},
+		{"branch": "lp:x\ny"},
 		{"branch": branch, "git_repository": "https://x/y.git"},
 		{"branch": branch, "git_path": "main"},
 		{"branch": "-x"},

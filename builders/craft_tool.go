@@ -126,9 +126,16 @@ func parseCraftSource(p *ArgParser) (branch, repository, gitPath string) {
 	case gitPath != "" && repository == "":
 		p.Fail("git_path", "needs git_repository")
 	}
+	if branch != "" && !bzrBranchURL(branch) {
+		// Breezy runs on the host: no file:// or local paths.
+		p.Fail("branch", "must be an http, https or bzr URL, or lp:")
+	}
 	for _, c := range []struct{ name, v string }{{"branch", branch}, {"git_repository", repository}, {"git_path", gitPath}} {
 		if strings.HasPrefix(c.v, "-") {
 			p.Fail(c.name, "must not start with '-'")
+		}
+		if strings.ContainsAny(c.v, "\n\r") {
+			p.Fail(c.name, "must be one line")
 		}
 	}
 	return branch, repository, gitPath
