@@ -1,0 +1,357 @@
+package tests
+
+// End-to-end tests of OCI image builds: the real buildd-agent binary
+// driven over XML-RPC as buildd-manager drives it, building with Debian's
+// real docker.io (installed in the LXD container from a signed test
+// archive on the bridge: the container has no route out), from the real
+// git server, through squid, with the results fetched by SHA-1 and checked
+// the way buildd-manager reads them (manifest.json → config → digests.json
+// → <layer>.tar.gz).
+//
+// The image is built from a tiny base made in the test: dash, sleep and
+// their libraries from the host, ADDed from a tar in the tree (FROM
+// scratch), so that RUN steps work without a registry.
+//
+// These tests have their own LXD label, profile and series: their
+// container (lp-ocie2e-amd64) never collides with the others'.
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/buildd-agent/buildd-agent/tests/aptarchive"
+	"github.com/buildd-agent/buildd-agent/tests/testenv"
+)
+
+const (
+	ociE2ESeries   = "ocie2e"
+	ociE2EArch     = "amd64"
+	ociE2EInstance = "ocie2e"
+	ociE2EProfile  = "buildd-agent-ocie2e"
+)
+
+func ociE2EContainer() string { return "lp-" + ociE2ESeries + "-" + ociE2EArch }
+
+func ociCleanupLXD() {
+	exec.Command("lxc", "delete", "--force", ociE2EContainer()).Run()
+	exec.Command("lxc", "profile", "delete", ociE2EProfile).Run()
+}
+
+// ociFixture is snapFixture plus the docker archive.
+type ociFixture struct {
+	*snapFixture
+	archiveLine string
+	archiveKey  string
+}
+
+func newOCIFixture(t testing.TB) *ociFixture {
+	t.Helper()
+	f := &ociFixture{snapFixture: newSnapFixture(t)}
+	archive := aptarchive.Build(t, aptarchive.Options{Set: "docker"})
+	f.archiveLine = archive.SourcesLine(archive.Serve(t, "10.10.10.1:0"))
+	f.archiveKey = archive.TrustedKey()
+	return f
+}
+
+// ociBaseTar is a root file system tar with /bin/sh, sleep, cat and the
+// libraries they need, taken from the host.
+func ociBaseTar(t testing.TB) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	add := func(name, from string) {
+		data, err := os.ReadFile(from)
+		if err != nil {
+			t.Fatalf("cannot read %s for the base image: %v", from, err)
+		}
+		tw.WriteHeader(&tar.Header{Name: name, Mode: 0o755, Size: int64(len(data)), Typeflag: tar.TypeReg})
+		tw.Write(data)
+	}
+	for _, d := range []string{"bin/", "lib/", "lib/x86_64-linux-gnu/", "lib64/", "tmp/"} {
+		tw.WriteHeader(&tar.Header{Name: d, Mode: 0o755, Typeflag: tar.TypeDir})
+	}
+	add("bin/sh", "/bin/dash")
+	add("bin/sleep", "/bin/sleep")
+	add("bin/cat", "/bin/cat")
+	add("lib/x86_64-linux-gnu/libc.so.6", "/lib/x86_64-linux-gnu/libc.so.6")
+	add("lib64/ld-linux-x86-64.so.2", "/lib64/ld-linux-x86-64.so.2")
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func writeOCIAgentConfig(t testing.TB, dir string, port, proxyPort int) string {
+	t.Helper()
+	conf := fmt.Sprintf(`[builder]
+architectures = [%q]
+bind_address = "127.0.0.1"
+port = %d
+state_dir = %q
+backend = "lxd"
+abort_timeout = "120s"
+
+[proxy]
+port = %d
+
+[lxd]
+bridge = "lpbuilddbr0"
+subnet = "10.10.10.1/24"
+nat = false
+storage_pool = "default"
+profile = %q
+privileged = false
+ready_timeout = "120s"
+instance = %q
+
+[log]
+level = "debug"
+`, ociE2EArch, port, dir, proxyPort, ociE2EProfile, ociE2EInstance)
+	p := filepath.Join(dir, "buildd-agent.toml")
+	if err := os.WriteFile(p, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func startOCIAgent(t testing.TB) *snapAgent {
+	t.Helper()
+	bin := snapE2EBinary(t)
+	a := &snapAgent{stateDir: t.TempDir(), output: &testenv.SyncBuffer{}, exited: make(chan struct{})}
+	port := snapFreePort(t, "127.0.0.1")
+	a.proxyPort = snapFreePort(t, "10.10.10.1")
+	a.config = writeOCIAgentConfig(t, a.stateDir, port, a.proxyPort)
+	a.url = fmt.Sprintf("http://127.0.0.1:%d", port)
+	a.start(t, bin, ociCleanupLXD)
+	return a
+}
+
+// buildArgs are what buildd-manager sends for an OCI recipe (§4.6).
+func (f *ociFixture) buildArgs(gitPath string) map[string]any {
+	return map[string]any{
+		"series":              ociE2ESeries,
+		"arch_tag":            ociE2EArch,
+		"name":                "hello",
+		"archives":            []any{f.archiveLine},
+		"trusted_keys":        []any{f.archiveKey},
+		"build_file":          "Dockerfile",
+		"build_path":          "image",
+		"build_args":          map[string]any{"LAUNCHPAD_BUILD_ARCH": ociE2EArch, "GREETING": "hello from build_args"},
+		"metadata":            map[string]any{"architectures": []any{ociE2EArch}, "build_request_id": nil, "recipe_owner": map[string]any{"name": "u", "email": nil}},
+		"proxy_url":           f.upstream,
+		"revocation_endpoint": f.revURL,
+		"git_repository":      f.repo.URL(),
+		"git_path":            gitPath,
+		"fast_cleanup":        false,
+	}
+}
+
+func (f *ociFixture) startBuild(t testing.TB, a *snapAgent, id string, args map[string]any) {
+	t.Helper()
+	res, ok := a.call(t, "build", id, "oci", f.chrootSHA1, map[string]any{}, args).([]any)
+	if !ok || len(res) != 2 || res[0] != "BuilderStatus.BUILDING" || res[1] != id {
+		t.Fatalf("build() = %#v", res)
+	}
+}
+
+func sha256HexOf(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// ociLayerFiles unpacks a .tar.gz layer into name → content.
+func ociLayerFiles(t *testing.T, gz []byte) (files map[string]string, tarSHA string) {
+	t.Helper()
+	zr, err := gzip.NewReader(bytes.NewReader(gz))
+	if err != nil {
+		t.Fatalf("layer is not gzip: %v", err)
+	}
+	raw, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatalf("layer does not gunzip: %v", err)
+	}
+	files = map[string]string{}
+	tr := tar.NewReader(bytes.NewReader(raw))
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("layer is not a tar: %v", err)
+		}
+		data, _ := io.ReadAll(tr)
+		files[strings.TrimPrefix(h.Name, "./")] = string(data)
+	}
+	return files, sha256HexOf(raw)
+}
+
+// TestOCIE2E: a good image build, then a failing one and an abort during
+// docker build, on one agent.
+func TestOCIE2E(t *testing.T) {
+	f := newOCIFixture(t)
+	f.repo.WriteFile(t, "image/Dockerfile", `FROM scratch AS base
+ADD base.tar /
+FROM base
+ARG GREETING=unset
+COPY hello.txt /hello.txt
+RUN echo "$GREETING" > /greeting.txt
+LABEL greeting=$GREETING
+`)
+	f.repo.WriteFile(t, "image/hello.txt", "hello from git\n")
+	f.repo.WriteFile(t, "image/base.tar", string(ociBaseTar(t)))
+	f.repo.WriteFile(t, "README", "top level\n")
+	f.repo.Commit(t, "image 1.0")
+	a := startOCIAgent(t)
+	a.ensureChroot(t, f.snapFixture)
+
+	f.startBuild(t, a, "OCIBUILD-1", f.buildArgs("refs/heads/main"))
+	st, log := finishedBuild(t, a)
+	if st["build_status"] != "BuildStatus.OK" {
+		t.Fatalf("build_status = %v; log:\n%s", st["build_status"], log)
+	}
+	filemap := st["filemap"].(map[string]any)
+	get := func(name string) []byte {
+		t.Helper()
+		sha1, ok := filemap[name].(string)
+		if !ok {
+			t.Fatalf("filemap has no %s: %v", name, filemapNames(st))
+		}
+		data := a.fetch(t, sha1)
+		if snapSHA1Hex(data) != sha1 {
+			t.Fatalf("%s does not hash to its filemap SHA-1", name)
+		}
+		return data
+	}
+	// buildd-manager's _downloadFiles: manifest, digests, each config,
+	// each layer named by digests.json.
+	var manifest []struct {
+		Config   string
+		RepoTags []string
+		Layers   []string
+	}
+	if err := json.Unmarshal(get("manifest.json"), &manifest); err != nil || len(manifest) != 1 {
+		t.Fatalf("manifest.json: %v %#v", err, manifest)
+	}
+	var digests []map[string]struct {
+		Digest  string `json:"digest"`
+		Source  string `json:"source"`
+		LayerID string `json:"layer_id"`
+	}
+	if err := json.Unmarshal(get("digests.json"), &digests); err != nil || len(digests) != 1 {
+		t.Fatalf("digests.json: %v %#v", err, digests)
+	}
+	var config struct {
+		Config struct{ Labels map[string]string }
+		RootFS struct {
+			DiffIDs []string `json:"diff_ids"`
+		} `json:"rootfs"`
+	}
+	if err := json.Unmarshal(get(manifest[0].Config), &config); err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	if config.Config.Labels["greeting"] != "hello from build_args" {
+		t.Errorf("build_args did not reach the build: labels %v", config.Config.Labels)
+	}
+	if len(config.RootFS.DiffIDs) != 3 || len(manifest[0].Layers) != 3 {
+		t.Fatalf("want 3 layers (ADD, COPY, RUN): diff_ids %v, layers %v", config.RootFS.DiffIDs, manifest[0].Layers)
+	}
+	all := map[string]string{}
+	for i, diffID := range config.RootFS.DiffIDs {
+		d, ok := digests[0][diffID]
+		if !ok {
+			t.Fatalf("digests.json has no %s", diffID)
+		}
+		if want := strings.Split(manifest[0].Layers[i], "/")[0]; d.LayerID != want {
+			t.Errorf("layer %d: layer_id %q, manifest says %q", i, d.LayerID, want)
+		}
+		gz := get(d.LayerID + ".tar.gz")
+		if d.Digest != sha256HexOf(gz) || d.Source != "" {
+			t.Errorf("layer %d: digest %q source %q, the .tar.gz's sha256 is %s", i, d.Digest, d.Source, sha256HexOf(gz))
+		}
+		files, tarSHA := ociLayerFiles(t, gz)
+		if "sha256:"+tarSHA != diffID {
+			t.Errorf("layer %d unpacks to sha256:%s, the config says %s", i, tarSHA, diffID)
+		}
+		for n, c := range files {
+			all[n] = c
+		}
+	}
+	if all["hello.txt"] != "hello from git\n" || all["greeting.txt"] != "hello from build_args\n" || all["bin/sh"] == "" {
+		t.Errorf("the layers lack the image's files: %v", len(all))
+	}
+	for _, want := range []string{
+		"RUN: apt-get -y install docker.io\n",
+		"RUN: docker build --no-cache --build-arg http_proxy=http://10.10.10.1:",
+		"--tag hello --file image/Dockerfile '--build-arg=GREETING=hello from build_args' --build-arg=LAUNCHPAD_BUILD_ARCH=amd64 /home/buildd/hello/image\n",
+		"RUN: docker save hello\n",
+		"Processing tar file: manifest.json\n",
+		"Revoking proxy token...\n",
+	} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log lacks %q", want)
+		}
+	}
+	if strings.Contains(log, snapE2EPass) {
+		t.Errorf("the build log shows the proxy password")
+	}
+	if revs := f.revoked(); len(revs) != 1 {
+		t.Errorf("revocations = %q", revs)
+	}
+	if snapContainerExists(ociE2EContainer()) {
+		t.Errorf("container left after the build")
+	}
+	if got := a.call(t, "clean"); got != "BuilderStatus.IDLE" {
+		t.Fatalf("clean() = %v", got)
+	}
+
+	t.Run("failing RUN is PACKAGEFAIL", func(t *testing.T) {
+		f.repo.WriteFile(t, "image/Dockerfile", "FROM scratch AS base\nADD base.tar /\nFROM base\nRUN cat /missing\n")
+		f.repo.Commit(t, "broken")
+		f.startBuild(t, a, "OCIBUILD-2", f.buildArgs("refs/heads/main"))
+		st, log := finishedBuild(t, a)
+		if st["build_status"] != "BuildStatus.PACKAGEFAIL" || !strings.Contains(log, "Build failed: docker build") {
+			t.Errorf("build_status = %v; log:\n%s", st["build_status"], log)
+		}
+		a.call(t, "clean")
+	})
+
+	t.Run("abort during docker build", func(t *testing.T) {
+		f.repo.WriteFile(t, "image/Dockerfile", "FROM scratch AS base\nADD base.tar /\nFROM base\nRUN echo sleeping-now && sleep 600\n")
+		f.repo.Commit(t, "slow")
+		f.startBuild(t, a, "OCIBUILD-3", f.buildArgs("refs/heads/main"))
+		deadline := time.Now().Add(8 * time.Minute)
+		for !strings.Contains(string(a.fetch(t, "buildlog")), "sleeping-now") {
+			if st := a.status(t); st["builder_status"] != "BuilderStatus.BUILDING" {
+				t.Fatalf("builder %v before the sleep; log:\n%s", st["builder_status"], a.fetch(t, "buildlog"))
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the RUN step never started; log:\n%s", a.fetch(t, "buildlog"))
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+		if got := a.call(t, "abort"); got != "BuilderStatus.ABORTING" {
+			t.Errorf("abort() = %v", got)
+		}
+		st := a.waitState(t, "BuilderStatus.WAITING", 3*time.Minute)
+		if st["build_status"] != "BuildStatus.ABORTED" {
+			t.Errorf("build_status = %v; log:\n%s", st["build_status"], a.fetch(t, "buildlog"))
+		}
+		if snapContainerExists(ociE2EContainer()) {
+			t.Errorf("container left after abort")
+		}
+		a.call(t, "clean")
+	})
+}
