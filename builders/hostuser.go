@@ -8,9 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 )
@@ -37,14 +35,9 @@ func (b *ContainerBuild) NewHostTool() (*hostTool, error) {
 		}
 		return &hostTool{Dir: dir}, nil
 	}
-	u, err := user.Lookup(cfg.SbuildUser)
+	uid, gid, err := lookupBuildUser(cfg.SbuildUser)
 	if err != nil {
-		return nil, fmt.Errorf("build user %q: %w (create it with: useradd --create-home %s)", cfg.SbuildUser, err, cfg.SbuildUser)
-	}
-	uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
-	gid, err2 := strconv.ParseUint(u.Gid, 10, 32)
-	if err1 != nil || err2 != nil || uid == 0 {
-		return nil, fmt.Errorf("build user %q must be an unprivileged user", cfg.SbuildUser)
+		return nil, err
 	}
 	base := cfg.BuildHome
 	if base == "" {
@@ -73,7 +66,7 @@ func (b *ContainerBuild) NewHostTool() (*hostTool, error) {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("cannot hand %q to the build user: %w", dir, err)
 	}
-	return &hostTool{Cred: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}, Dir: dir}, nil
+	return &hostTool{Cred: &syscall.Credential{Uid: uid, Gid: gid, Groups: []uint32{}}, Dir: dir}, nil
 }
 
 // Remove deletes the tool's directory.
@@ -106,12 +99,6 @@ func checkHostToolUser(cfg ManagerConfig) error {
 	if os.Geteuid() != 0 || cfg.SbuildUser == "" {
 		return nil
 	}
-	u, err := user.Lookup(cfg.SbuildUser)
-	if err != nil {
-		return fmt.Errorf("build user %q: %w (create it with: useradd --create-home %s)", cfg.SbuildUser, err, cfg.SbuildUser)
-	}
-	if u.Uid == "0" {
-		return fmt.Errorf("build user %q is root: host tools must not run as root; configure an unprivileged user", cfg.SbuildUser)
-	}
-	return nil
+	_, _, err := lookupBuildUser(cfg.SbuildUser)
+	return err
 }

@@ -100,16 +100,11 @@ func LookupSbuildUser(name string) (SbuildUser, error) {
 	if name == "" {
 		return SbuildUser{}, errors.New("no build user configured ([sbuild] user)")
 	}
-	u, err := user.Lookup(name)
+	uid, gid, err := lookupBuildUser(name)
 	if err != nil {
-		return SbuildUser{}, fmt.Errorf("build user %q: %w (create it with: useradd --create-home %s)", name, err, name)
+		return SbuildUser{}, err
 	}
-	uid, _ := strconv.ParseUint(u.Uid, 10, 32)
-	gid, _ := strconv.ParseUint(u.Gid, 10, 32)
-	if uid == 0 {
-		return SbuildUser{}, fmt.Errorf("build user %q is root: package code must not run as root on the host; configure an unprivileged user", name)
-	}
-	su := SbuildUser{Name: name, UID: uint32(uid), GID: uint32(gid)}
+	su := SbuildUser{Name: name, UID: uid, GID: gid}
 	for _, f := range []struct {
 		path string
 		dst  *uint32
@@ -122,6 +117,24 @@ func LookupSbuildUser(name string) (SbuildUser, error) {
 		*f.dst = start
 	}
 	return su, nil
+}
+
+// lookupBuildUser finds the build user's ids; it must not be root (no
+// build tool, host-side or sbuild, runs as root on the host).
+func lookupBuildUser(name string) (uid, gid uint32, err error) {
+	u, err := user.Lookup(name)
+	if err != nil {
+		return 0, 0, fmt.Errorf("build user %q: %w (create it with: useradd --create-home %s)", name, err, name)
+	}
+	uid64, err1 := strconv.ParseUint(u.Uid, 10, 32)
+	gid64, err2 := strconv.ParseUint(u.Gid, 10, 32)
+	if err1 != nil || err2 != nil {
+		return 0, 0, fmt.Errorf("build user %q has ids %q:%q, which are not numbers", name, u.Uid, u.Gid)
+	}
+	if uid64 == 0 {
+		return 0, 0, fmt.Errorf("build user %q is root: build tools must not run as root on the host; configure an unprivileged user", name)
+	}
+	return uint32(uid64), uint32(gid64), nil
 }
 
 // firstSubIDRange is the start of the user's first range in path, as

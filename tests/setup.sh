@@ -11,8 +11,9 @@
 #     the host too), and the unprivileged user sbuild-harness with a
 #     subuid/subgid range that the sbuild tests build as;
 #   - tests/chroot-fixture.sh: the cached debootstrap chroot tarball, and
-#     tests/apt-fixture.sh: the cached .debs of the test apt archive (only
-#     with --fixtures, the test suite's setup).
+#     tests/apt-fixture.sh: the cached .debs of the test apt archive, and
+#     tests/bootstrap-fixture.sh: those of a whole buildd bootstrap (chroot
+#     create's test) (only with --fixtures, the test suite's setup).
 # Services the tests need beyond LXD (squid, git daemon, http servers) are
 # started by the tests themselves on loopback and stopped afterwards.
 set -euo pipefail
@@ -22,7 +23,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 pkgs=(lxd iptables debootstrap squid apache2-utils git uidmap libcap2-bin
       squashfs-tools zstd xz-utils bzip2 python3 curl ca-certificates
-      systemd)
+      systemd zip mitmproxy)
 need=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
@@ -72,6 +73,7 @@ bash "$here/lxd-setup.sh" >&2
 if [ "${1:-}" = --fixtures ]; then
   bash "$here/chroot-fixture.sh" >/dev/null
   bash "$here/apt-fixture.sh" >/dev/null
+  bash "$here/bootstrap-fixture.sh" >/dev/null
 fi
 command -v staticcheck >/dev/null 2>&1 || [ -x "$(go env GOPATH)/bin/staticcheck" ] \
   || GOFLAGS= go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
