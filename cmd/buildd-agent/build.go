@@ -56,7 +56,11 @@ revision, artifacts with sizes, sha256 and sha512) are written to --output.
 
 Exit status: 0 = built (BuildStatus.OK), 1 = package failure (the build's
 fault: PACKAGEFAIL/DEPFAIL), 2 = builder failure (BUILDERFAIL, CHROOTFAIL,
-ABORTED, or a usage or set-up problem).`,
+ABORTED, or a usage or set-up problem).
+
+--git-repository may be a local path ("."): the repository's commits are
+served read-only on loopback for the build.`,
+		PersistentPreRunE: absLocalRepository,
 	}
 	cmd.AddCommand(newBuildSnapCmd())
 	for _, sub := range buildSubcommands {
@@ -108,7 +112,7 @@ func newBuildSnapCmd() *cobra.Command {
 	})
 	fl := cmd.Flags()
 	fl.StringVar(&f.config, "config", "", "agent configuration file (default: the embedded default)")
-	fl.StringVar(&f.gitRepository, "git-repository", "", "git repository URL (http, https or git://) (required)")
+	fl.StringVar(&f.gitRepository, "git-repository", "", "git repository URL (http, https or git://) or local path (required)")
 	fl.StringVar(&f.gitPath, "git-path", "", "branch, tag (refs/tags/1.0) or commit to build (default: HEAD)")
 	fl.StringVar(&f.chroot, "chroot", "", "Launchpad chroot tarball to build in")
 	fl.StringVar(&f.image, "image", "", "unified LXD image tarball, or the SHA-1 of a chroot this agent already imported")
@@ -257,6 +261,11 @@ func runLocalSnap(ctx context.Context, f localSnapFlags, stdout, stderr io.Write
 func runLocalBuild(ctx context.Context, cfg *agent.Config, tag string, req builders.Request, arch, output string, stdout, stderr io.Writer) (int, error) {
 	buildID := fmt.Sprintf("local-%d", os.Getpid())
 	req.BuildID = buildID
+	stopRepo, err := serveLocalRepository(req.Args, stderr)
+	if err != nil {
+		return 0, err
+	}
+	defer stopRepo()
 	factory, ok := builders.Lookup(tag)
 	if !ok {
 		return 0, fmt.Errorf("this agent has no %s manager", tag)

@@ -88,7 +88,7 @@ are written to --output.`,
 	})
 	fl := cmd.Flags()
 	fl.StringVar(&f.config, "config", "", "agent configuration file (default: the embedded default)")
-	fl.StringVar(&f.gitRepository, "git-repository", "", "git repository URL (http, https or git://) (required)")
+	fl.StringVar(&f.gitRepository, "git-repository", "", "git repository URL (http, https or git://) or local path (required)")
 	fl.StringVar(&f.gitPath, "git-path", "", "branch, tag (refs/tags/1.0) or commit to build (default: HEAD)")
 	fl.StringVar(&f.buildPath, "build-path", "", "directory of the repository to pack in (default: its top)")
 	fl.StringVar(&f.chroot, "chroot", "", "Launchpad chroot tarball to build in")
