@@ -272,8 +272,7 @@ func (c *configChecker) validate(cfg *Config) {
 	if l.RemoteURL != "" {
 		if u, err := url.Parse(l.RemoteURL); err != nil || u.Scheme != "https" || u.Host == "" {
 			c.add("lxd.remote_url", "must be an https:// URL")
-		}
-		if l.TLSClientCert == "" || l.TLSClientKey == "" {
+		} else if l.TLSClientCert == "" || l.TLSClientKey == "" {
 			c.add("lxd.remote_url", "a remote LXD needs tls_client_cert and tls_client_key (a client certificate it trusts)")
 		}
 	}
