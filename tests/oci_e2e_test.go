@@ -20,6 +20,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -354,4 +355,48 @@ LABEL greeting=$GREETING
 		}
 		a.call(t, "clean")
 	})
+}
+
+// TestOCIE2ELocalBuild runs `buildd-agent build oci` (the same manager
+// in-process) with fast_cleanup, then loads the NAME.docker.tar it wrote
+// into the docker of the container it left, and runs the image.
+func TestOCIE2ELocalBuild(t *testing.T) {
+	f := newOCIFixture(t)
+	f.repo.WriteFile(t, "Dockerfile", "FROM scratch AS base\nADD base.tar /\nFROM base\nARG GREETING\nRUN echo \"$GREETING\" > /greeting.txt\n")
+	f.repo.WriteFile(t, "base.tar", string(ociBaseTar(t)))
+	f.repo.Commit(t, "local")
+	key, err := base64.StdEncoding.DecodeString(f.archiveKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(t.TempDir(), "archive.gpg")
+	os.WriteFile(keyFile, key, 0o644)
+	state := t.TempDir()
+	conf := writeOCIAgentConfig(t, state, snapFreePort(t, "127.0.0.1"), snapFreePort(t, "10.10.10.1"))
+	out := filepath.Join(t.TempDir(), "out")
+	t.Cleanup(ociCleanupLXD)
+	cmd := exec.Command(snapE2EBinary(t), "build", "oci", "--config", conf,
+		"--git-repository", f.repo.URL(), "--git-path", "refs/heads/main", "--chroot", f.chrootPath,
+		"--build-file", "Dockerfile", "--build-arg", "GREETING=loaded back",
+		"--archive", f.archiveLine, "--trusted-key", keyFile, "--fast-cleanup",
+		"--series", ociE2ESeries, "--arch", ociE2EArch, "--output", out)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("build oci: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	}
+	for _, n := range []string{"manifest.json", "digests.json", "summary.json", "buildlog", "hello.docker.tar"} {
+		if _, err := os.Stat(filepath.Join(out, n)); err != nil {
+			t.Errorf("output lacks %s: %v", n, err)
+		}
+	}
+	c := ociE2EContainer()
+	if out, err := exec.Command("lxc", "file", "push", filepath.Join(out, "hello.docker.tar"), c+"/root/hello.docker.tar").CombinedOutput(); err != nil {
+		t.Fatalf("lxc file push: %v\n%s", err, out)
+	}
+	script := "docker rmi -f hello >/dev/null && docker load -i /root/hello.docker.tar && docker run --rm --network none hello cat /greeting.txt"
+	got, err := exec.Command("lxc", "exec", c, "--", "sh", "-c", script).CombinedOutput()
+	if err != nil || !strings.HasSuffix(string(got), "loaded back\n") {
+		t.Errorf("docker load and run: %v\n%s", err, got)
+	}
 }
