@@ -25,6 +25,10 @@ case "${DEBS_SET:-}" in
   # and its dependencies (containerd, runc, iptables, tini, …), what oci
   # builds install into the test chroot.
   docker) out="$cache/debs-docker"; include="$include,docker.io" ;;
+  # DEBS_SET=livefs: $cache/debs-livefs, the default set plus Debian's
+  # live-build, debootstrap and squashfs-tools (what livefs builds install
+  # with the livecd-rootfs stand-in).
+  livefs) out="$cache/debs-livefs"; include="$include,live-build,debootstrap,squashfs-tools" ;;
   *) echo "apt-fixture.sh: unknown DEBS_SET ${DEBS_SET}" >&2; exit 2 ;;
 esac
 mkdir -p "$cache"

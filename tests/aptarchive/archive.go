@@ -51,7 +51,8 @@ type Options struct {
 	NoBase bool
 	// Set picks the cached closure: "" is the default one (BaseDebs),
 	// "tools" the same plus intltool and lsb-release (ToolDebs), "docker"
-	// the default one plus docker.io (DockerDebs).
+	// the default one plus docker.io (DockerDebs), "livefs" the default one
+	// plus live-build, debootstrap and squashfs-tools (LiveFSDebs).
 	Set string
 }
 
@@ -201,6 +202,8 @@ func Build(t testing.TB, opts Options) *Archive {
 			base = ToolDebs(t)
 		case "docker":
 			base = DockerDebs(t)
+		case "livefs":
+			base = LiveFSDebs(t)
 		default:
 			t.Fatalf("aptarchive: unknown set %q", opts.Set)
 		}
