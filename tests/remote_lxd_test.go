@@ -169,6 +169,31 @@ func TestRemoteLXDOverTLS(t *testing.T) {
 		}
 	})
 
+	// A whole snap build driven over XML-RPC like buildd-manager, the
+	// agent reaching LXD only through remote_url (same daemon, so the
+	// builder proxy on the bridge is reachable as on a real LXD host).
+	t.Run("snap build through HTTPS", func(t *testing.T) {
+		saved := snapE2ELXDExtra
+		snapE2ELXDExtra = saved + fmt.Sprintf("remote_url = %q\ntls_client_cert = %q\ntls_client_key = %q\ntls_server_cert = %q\n",
+			url, tlsFiles.ClientCert, tlsFiles.ClientKey, tlsFiles.ServerCert)
+		defer func() { snapE2ELXDExtra = saved }()
+		f := newSnapFixture(t)
+		f.repo.WriteFile(t, "snap/snapcraft.yaml", f.snapcraftYAML("1.0"))
+		commit := f.repo.Commit(t, "hello 1.0")
+		a := startSnapAgent(t)
+		a.ensureChroot(t, f)
+		a.startBuild(t, f, "SNAPREMOTE-1", f.buildArgs(""))
+		st := a.waitState(t, "BuilderStatus.WAITING", 10*time.Minute)
+		if st["build_status"] != "BuildStatus.OK" || st["revision_id"] != commit {
+			t.Fatalf("status %v; log:\n%s\nagent:\n%s", st, a.fetch(t, "buildlog"), a.output.String())
+		}
+		filemap, _ := st["filemap"].(map[string]any)
+		if _, ok := filemap["hello_1.0_amd64.snap"]; !ok {
+			t.Errorf("filemap %v lacks the snap", filemap)
+		}
+		a.call(t, "clean")
+	})
+
 	t.Run("container through HTTPS", func(t *testing.T) {
 		cfg := lxd.Config{
 			RemoteURL: url, TLS: tlsFiles,
