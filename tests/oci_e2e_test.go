@@ -329,6 +329,17 @@ LABEL greeting=$GREETING
 		a.call(t, "clean")
 	})
 
+	t.Run("build_file escaping the tree is refused", func(t *testing.T) {
+		args := f.buildArgs("refs/heads/main")
+		args["build_file"] = "../../../etc/passwd"
+		f.startBuild(t, a, "OCIBUILD-4", args)
+		st, log := finishedBuild(t, a)
+		if st["build_status"] != "BuildStatus.PACKAGEFAIL" || !strings.Contains(log, "invalid build file path") || strings.Contains(log, "RUN: docker build") {
+			t.Errorf("build_status = %v; log:\n%s", st["build_status"], log)
+		}
+		a.call(t, "clean")
+	})
+
 	t.Run("abort during docker build", func(t *testing.T) {
 		f.repo.WriteFile(t, "image/Dockerfile", "FROM scratch AS base\nADD base.tar /\nFROM base\nRUN echo sleeping-now && sleep 600\n")
 		f.repo.Commit(t, "slow")
