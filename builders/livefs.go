@@ -260,6 +260,11 @@ func (m *LiveFSManager) lb(ctx context.Context, b *ContainerBuild) *Failure {
 		return b.Run(ctx, BuildPackageFail, target.Command{Args: args, Env: b.BuildEnv(env...), Dir: livefsBuildDir})
 	}
 	b.Logf("Running build phase...")
+	// Launchpad's chroots have /build; a chroot without it would run
+	// every command in the target's default directory instead.
+	if f := b.Run(ctx, BuildPackageFail, target.Command{Args: []string{"mkdir", "-p", livefsBuildDir}}); f != nil {
+		return f
+	}
 	if a.Locale != "" {
 		b.Phase("lb build")
 		return run(nil, "ubuntu-defaults-image", "--locale", a.Locale, "--arch", arch, "--release", a.Common.Series)

@@ -66,7 +66,7 @@ func TestLiveFSHappyPath(t *testing.T) {
 		"apt-cache show snapd", "apt-cache show fuse", "apt-cache show squashfuse", "apt-cache show udev",
 		"apt-get -y install livecd-rootfs udev",
 		"snap install hello",
-		"rm -rf auto local", "mkdir -p auto",
+		"mkdir -p /build", "rm -rf auto local", "mkdir -p auto",
 		"ln -s /usr/share/livecd-rootfs/live-build/auto/config auto/",
 		"ln -s /usr/share/livecd-rootfs/live-build/auto/build auto/",
 		"ln -s /usr/share/livecd-rootfs/live-build/auto/clean auto/",
