@@ -135,35 +135,7 @@ func (f *craftFixture) buildArgs(tag, tool, gitPath, buildPath string) map[strin
 
 func writeCraftAgentConfig(t testing.TB, dir string, port, proxyPort int) string {
 	t.Helper()
-	conf := fmt.Sprintf(`[builder]
-architectures = [%q]
-bind_address = "127.0.0.1"
-port = %d
-state_dir = %q
-backend = "lxd"
-abort_timeout = "120s"
-
-[proxy]
-port = %d
-
-[lxd]
-bridge = "lpbuilddbr0"
-subnet = "10.10.10.1/24"
-nat = false
-storage_pool = "default"
-profile = %q
-privileged = false
-ready_timeout = "120s"
-instance = %q
-
-[log]
-level = "debug"
-`, craftE2EArch, port, dir, proxyPort, craftE2EProfile, craftE2EInstance)
-	p := filepath.Join(dir, "buildd-agent.toml")
-	if err := os.WriteFile(p, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return writeLXDAgentConfig(t, dir, craftE2EArch, port, proxyPort, craftE2EProfile, fmt.Sprintf("instance = %q\n", craftE2EInstance))
 }
 
 func craftCleanupLXD() {

@@ -16,9 +16,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -42,35 +40,7 @@ func livefsCleanupLXD() {
 
 func writeLiveFSAgentConfig(t testing.TB, dir string, port, proxyPort int) string {
 	t.Helper()
-	conf := fmt.Sprintf(`[builder]
-architectures = [%q]
-bind_address = "127.0.0.1"
-port = %d
-state_dir = %q
-backend = "lxd"
-abort_timeout = "120s"
-
-[proxy]
-port = %d
-
-[lxd]
-bridge = "lpbuilddbr0"
-subnet = "10.10.10.1/24"
-nat = false
-storage_pool = "default"
-profile = %q
-privileged = false
-ready_timeout = "120s"
-instance = %q
-
-[log]
-level = "debug"
-`, snapE2EArch, port, dir, proxyPort, livefsE2EProfile, livefsE2EInstance)
-	p := filepath.Join(dir, "buildd-agent.toml")
-	if err := os.WriteFile(p, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return writeLXDAgentConfig(t, dir, snapE2EArch, port, proxyPort, livefsE2EProfile, fmt.Sprintf("instance = %q\n", livefsE2EInstance))
 }
 
 // livefsFixture: the agent, the chroot it is given, and the archive.

@@ -96,35 +96,7 @@ func ociBaseTar(t testing.TB) []byte {
 
 func writeOCIAgentConfig(t testing.TB, dir string, port, proxyPort int) string {
 	t.Helper()
-	conf := fmt.Sprintf(`[builder]
-architectures = [%q]
-bind_address = "127.0.0.1"
-port = %d
-state_dir = %q
-backend = "lxd"
-abort_timeout = "120s"
-
-[proxy]
-port = %d
-
-[lxd]
-bridge = "lpbuilddbr0"
-subnet = "10.10.10.1/24"
-nat = false
-storage_pool = "default"
-profile = %q
-privileged = false
-ready_timeout = "120s"
-instance = %q
-
-[log]
-level = "debug"
-`, ociE2EArch, port, dir, proxyPort, ociE2EProfile, ociE2EInstance)
-	p := filepath.Join(dir, "buildd-agent.toml")
-	if err := os.WriteFile(p, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return writeLXDAgentConfig(t, dir, ociE2EArch, port, proxyPort, ociE2EProfile, fmt.Sprintf("instance = %q\n", ociE2EInstance))
 }
 
 func startOCIAgent(t testing.TB) *snapAgent {

@@ -200,6 +200,15 @@ type snapAgent struct {
 // state in dir, its own proxy port on the bridge, its own LXD label.
 func writeSnapAgentConfig(t testing.TB, dir string, port, proxyPort int, proxyExtra ...string) string {
 	t.Helper()
+	return writeLXDAgentConfig(t, dir, snapE2EArch, port, proxyPort, snapE2EProfile, snapE2ELXDExtra, proxyExtra...)
+}
+
+// writeLXDAgentConfig writes the config of a test agent on the LXD
+// backend: loopback port, state in dir, its own proxy port, its own LXD
+// profile, lxdExtra appended to [lxd] (e.g. its instance label), and no
+// NAT: test containers have no route out.
+func writeLXDAgentConfig(t testing.TB, dir, arch string, port, proxyPort int, profile, lxdExtra string, proxyExtra ...string) string {
+	t.Helper()
 	conf := fmt.Sprintf(`[builder]
 architectures = [%q]
 bind_address = "127.0.0.1"
@@ -223,7 +232,7 @@ ready_timeout = "120s"
 %s
 [log]
 level = "debug"
-`, snapE2EArch, port, dir, proxyPort, strings.Join(proxyExtra, "\n"), snapE2EProfile, snapE2ELXDExtra)
+`, arch, port, dir, proxyPort, strings.Join(proxyExtra, "\n"), profile, lxdExtra)
 	p := filepath.Join(dir, "buildd-agent.toml")
 	if err := os.WriteFile(p, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
