@@ -72,6 +72,9 @@ type ContainerBuild struct {
 	// FetchServiceCA is the fetch service's certificate, which the host
 	// side's https (the source checkout) trusts too.
 	FetchServiceCA []byte
+	// Shallow checks the source out at depth 1, the one ref only (the
+	// fetch service always does; the oci manager does as build_oci.py).
+	Shallow bool
 
 	progress  ProgressFunc
 	phases    []string

@@ -92,11 +92,12 @@ func (b *ContainerBuild) FetchGitInspect(ctx context.Context, repository, ref, d
 	defer os.RemoveAll(work)
 	tree := filepath.Join(work, "tree")
 	mirror := ""
-	if b.Env.Config.StateDir != "" && !b.FetchService {
+	shallow := b.FetchService || b.Shallow
+	if b.Env.Config.StateDir != "" && !shallow {
 		mirror = GitMirrorDir(b.Env.Config.StateDir)
 	}
 	rev, err := CheckoutFunc(ctx, repository, ref, tree, CheckoutOptions{ProxyURL: upstreamProxy, MirrorDir: mirror, Log: b.Log,
-		Shallow: b.FetchService, CABundle: b.FetchServiceCA})
+		Shallow: shallow, CABundle: b.FetchServiceCA})
 	if err != nil {
 		return "", b.ctxFail(ctx, BuildPackageFail, "cannot check out %s: %w", describeSource(repository, ref), err)
 	}

@@ -155,6 +155,8 @@ func (m *OCIManager) Run(ctx context.Context, env *Env) Result {
 	b.AddURLSecrets(fl.ProxyURL)
 	b.AddURLSecrets(fl.GitRepository)
 	b.AddURLSecrets(fl.Branch)
+	// build_oci.py always clones with --depth 1.
+	b.Shallow = true
 	_, f := fl.build(ctx, b)
 	b.Phase("stop proxy")
 	b.StopProxy(ctx)

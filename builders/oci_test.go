@@ -501,3 +501,25 @@ func FuzzParseOCIArgs(f *testing.F) {
 		}
 	})
 }
+
+// TestOCICheckoutIsShallow: build_oci.py clones with --depth 1; so do we
+// (and without the mirror cache, which keeps whole histories).
+func TestOCICheckoutIsShallow(t *testing.T) {
+	s := installSeams(t)
+	s.files = map[string]string{"sub/Dockerfile": "FROM scratch\n"}
+	var got CheckoutOptions
+	inner := CheckoutFunc
+	CheckoutFunc = func(ctx context.Context, repo, ref, dir string, opts CheckoutOptions) (string, error) {
+		got = opts
+		return inner(ctx, repo, ref, dir, opts)
+	}
+	ta := layerTar(t, "a.txt")
+	stream, _ := dockerSaveStream(t, []saveLayer{{id: layerA, tar: ta}})
+	_, fe, res := runOCI(t, ociBaseArgs(), stream, func(_ *fakeTarget, fe *fakeEnv) { fe.Config.StateDir = t.TempDir() })
+	if res.Status != BuildOK {
+		t.Fatalf("status %s; log:\n%s", res.Status, fe.logText())
+	}
+	if !got.Shallow || got.MirrorDir != "" {
+		t.Errorf("checkout options %+v: want shallow, no mirror", got)
+	}
+}
