@@ -12,6 +12,7 @@ import (
 	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/sha512"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -69,6 +70,51 @@ served read-only on loopback for the build.`,
 	return cmd
 }
 
+// localExit ends a local build command with its exit code.
+func localExit(cmd *cobra.Command, name string, code int, err error) error {
+	if err != nil {
+		fmt.Fprintf(cmd.ErrOrStderr(), "buildd-agent build %s: %v\n", name, err)
+		code = buildExitBuilderFail
+	}
+	if code != buildExitOK {
+		os.Exit(code)
+	}
+	return nil
+}
+
+// localFlagError ends a local build command on a flag error (exit 2).
+func localFlagError(name string) func(*cobra.Command, error) error {
+	return func(c *cobra.Command, err error) error {
+		fmt.Fprintf(c.ErrOrStderr(), "buildd-agent build %s: %v\n", name, err)
+		os.Exit(buildExitBuilderFail)
+		return err
+	}
+}
+
+// addArchiveArgs puts --archive and --trusted-key into the build()
+// arguments as buildd-manager sends them.
+func addArchiveArgs(args map[string]any, archives, keyFiles []string) error {
+	if len(archives) > 0 {
+		l := make([]any, len(archives))
+		for i, a := range archives {
+			l[i] = a
+		}
+		args["archives"] = l
+	}
+	if len(keyFiles) > 0 {
+		l := make([]any, len(keyFiles))
+		for i, k := range keyFiles {
+			data, err := os.ReadFile(k)
+			if err != nil {
+				return fmt.Errorf("cannot read --trusted-key: %w", err)
+			}
+			l[i] = base64.StdEncoding.EncodeToString(data)
+		}
+		args["trusted_keys"] = l
+	}
+	return nil
+}
+
 // buildSubcommands are the `build` subcommands of the other managers
 // (one file each).
 var buildSubcommands []func() *cobra.Command
@@ -93,23 +139,12 @@ func newBuildSnapCmd() *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			code, err := runLocalSnap(cmd.Context(), f, cmd.OutOrStdout(), cmd.ErrOrStderr())
-			if err != nil {
-				// Set-up problems are the builder side's: exit 2, not 1
-				// (which means the build itself failed).
-				fmt.Fprintf(cmd.ErrOrStderr(), "buildd-agent build snap: %v\n", err)
-				code = buildExitBuilderFail
-			}
-			if code != buildExitOK {
-				os.Exit(code)
-			}
-			return nil
+			// Set-up problems are the builder side's: exit 2, not 1
+			// (which means the build itself failed).
+			return localExit(cmd, "snap", code, err)
 		},
 	}
-	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		fmt.Fprintf(c.ErrOrStderr(), "buildd-agent build snap: %v\n", err)
-		os.Exit(buildExitBuilderFail)
-		return err
-	})
+	cmd.SetFlagErrorFunc(localFlagError("snap"))
 	fl := cmd.Flags()
 	fl.StringVar(&f.config, "config", "", "agent configuration file (default: the embedded default)")
 	fl.StringVar(&f.gitRepository, "git-repository", "", "git repository URL (http, https or git://) or local path (required)")

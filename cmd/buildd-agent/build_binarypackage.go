@@ -7,7 +7,6 @@ package main
 import (
 	"context"
 	"crypto/sha1"
-	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -47,21 +46,10 @@ would send. The .dsc's files are read from the .dsc's directory. The results
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			code, err := runLocalBinaryPackage(cmd.Context(), f, cmd.OutOrStdout(), cmd.ErrOrStderr())
-			if err != nil {
-				fmt.Fprintf(cmd.ErrOrStderr(), "buildd-agent build binarypackage: %v\n", err)
-				code = buildExitBuilderFail
-			}
-			if code != buildExitOK {
-				os.Exit(code)
-			}
-			return nil
+			return localExit(cmd, "binarypackage", code, err)
 		},
 	}
-	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		fmt.Fprintf(c.ErrOrStderr(), "buildd-agent build binarypackage: %v\n", err)
-		os.Exit(buildExitBuilderFail)
-		return err
-	})
+	cmd.SetFlagErrorFunc(localFlagError("binarypackage"))
 	fl := cmd.Flags()
 	fl.StringVar(&f.config, "config", "", "agent configuration file (default: the embedded default)")
 	fl.StringVar(&f.dsc, "dsc", "", "the source package's .dsc (its files next to it) (required)")
@@ -95,23 +83,8 @@ func binaryPackageBuildArgs(f localBinaryPackageFlags, arch string) (map[string]
 		"arch_indep":          f.archIndep,
 		"build_debug_symbols": f.debugSymbols,
 	}
-	if len(f.archives) > 0 {
-		l := make([]any, len(f.archives))
-		for i, a := range f.archives {
-			l[i] = a
-		}
-		args["archives"] = l
-	}
-	if len(f.keys) > 0 {
-		l := make([]any, len(f.keys))
-		for i, k := range f.keys {
-			data, err := os.ReadFile(k)
-			if err != nil {
-				return nil, fmt.Errorf("cannot read --trusted-key: %w", err)
-			}
-			l[i] = base64.StdEncoding.EncodeToString(data)
-		}
-		args["trusted_keys"] = l
+	if err := addArchiveArgs(args, f.archives, f.keys); err != nil {
+		return nil, err
 	}
 	return args, nil
 }

@@ -8,7 +8,6 @@ package main
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -70,22 +69,10 @@ are written to --output.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			code, err := runLocalCraft(cmd.Context(), k, f, cmd.OutOrStdout(), cmd.ErrOrStderr())
-			if err != nil {
-				// Set-up problems are the builder side's: exit 2.
-				fmt.Fprintf(cmd.ErrOrStderr(), "buildd-agent build %s: %v\n", k.tag, err)
-				code = buildExitBuilderFail
-			}
-			if code != buildExitOK {
-				os.Exit(code)
-			}
-			return nil
+			return localExit(cmd, k.tag, code, err)
 		},
 	}
-	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		fmt.Fprintf(c.ErrOrStderr(), "buildd-agent build %s: %v\n", k.tag, err)
-		os.Exit(buildExitBuilderFail)
-		return err
-	})
+	cmd.SetFlagErrorFunc(localFlagError(k.tag))
 	fl := cmd.Flags()
 	fl.StringVar(&f.config, "config", "", "agent configuration file (default: the embedded default)")
 	fl.StringVar(&f.gitRepository, "git-repository", "", "git repository URL (http, https or git://) or local path (required)")
@@ -174,23 +161,8 @@ func craftBuildArgs(k localCraftKind, f localCraftFlags, arch string) (map[strin
 		}
 		args["environment_variables"] = env
 	}
-	if len(f.archives) > 0 {
-		l := make([]any, len(f.archives))
-		for i, a := range f.archives {
-			l[i] = a
-		}
-		args["archives"] = l
-	}
-	if len(f.keys) > 0 {
-		l := make([]any, len(f.keys))
-		for i, p := range f.keys {
-			data, err := os.ReadFile(p)
-			if err != nil {
-				return nil, fmt.Errorf("cannot read --trusted-key: %w", err)
-			}
-			l[i] = base64.StdEncoding.EncodeToString(data)
-		}
-		args["trusted_keys"] = l
+	if err := addArchiveArgs(args, f.archives, f.keys); err != nil {
+		return nil, err
 	}
 	return args, nil
 }

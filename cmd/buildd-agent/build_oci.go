@@ -10,7 +10,6 @@ package main
 import (
 	"archive/tar"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -55,21 +54,10 @@ buildlog, summary.json, and NAME.docker.tar for "docker load".`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			code, err := runLocalOCI(cmd.Context(), f, cmd.OutOrStdout(), cmd.ErrOrStderr())
-			if err != nil {
-				fmt.Fprintf(cmd.ErrOrStderr(), "buildd-agent build oci: %v\n", err)
-				code = buildExitBuilderFail
-			}
-			if code != buildExitOK {
-				os.Exit(code)
-			}
-			return nil
+			return localExit(cmd, "oci", code, err)
 		},
 	}
-	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		fmt.Fprintf(c.ErrOrStderr(), "buildd-agent build oci: %v\n", err)
-		os.Exit(buildExitBuilderFail)
-		return err
-	})
+	cmd.SetFlagErrorFunc(localFlagError("oci"))
 	fl := cmd.Flags()
 	fl.StringVar(&f.config, "config", "", "agent configuration file (default: the embedded default)")
 	fl.StringVar(&f.gitRepository, "git-repository", "", "git repository URL (http, https or git://) or local path")
@@ -132,23 +120,8 @@ func ociBuildArgs(f localOCIFlags, arch string) (map[string]any, error) {
 		bargs[k] = v
 	}
 	args["build_args"] = bargs
-	if len(f.archives) > 0 {
-		l := make([]any, len(f.archives))
-		for i, a := range f.archives {
-			l[i] = a
-		}
-		args["archives"] = l
-	}
-	if len(f.keys) > 0 {
-		l := make([]any, len(f.keys))
-		for i, p := range f.keys {
-			data, err := os.ReadFile(p)
-			if err != nil {
-				return nil, fmt.Errorf("cannot read --trusted-key: %w", err)
-			}
-			l[i] = base64.StdEncoding.EncodeToString(data)
-		}
-		args["trusted_keys"] = l
+	if err := addArchiveArgs(args, f.archives, f.keys); err != nil {
+		return nil, err
 	}
 	return args, nil
 }

@@ -7,11 +7,9 @@ package main
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/spf13/cobra"
 
@@ -62,54 +60,10 @@ written to --output.`,
 	return cmd
 }
 
-// localExit ends a local build command with its exit code.
-func localExit(cmd *cobra.Command, name string, code int, err error) error {
-	if err != nil {
-		fmt.Fprintf(cmd.ErrOrStderr(), "buildd-agent build %s: %v\n", name, err)
-		code = buildExitBuilderFail
-	}
-	if code != buildExitOK {
-		os.Exit(code)
-	}
-	return nil
-}
-
-func localFlagError(name string) func(*cobra.Command, error) error {
-	return func(c *cobra.Command, err error) error {
-		fmt.Fprintf(c.ErrOrStderr(), "buildd-agent build %s: %v\n", name, err)
-		os.Exit(buildExitBuilderFail)
-		return err
-	}
-}
-
 func addLocalArchiveFlags(cmd *cobra.Command, archives, keys *[]string) {
 	fl := cmd.Flags()
 	fl.StringArrayVar(archives, "archive", nil, "sources.list line of an archive to install from (repeatable; default: the chroot's own)")
 	fl.StringArrayVar(keys, "trusted-key", nil, "OpenPGP public key file (armoured or binary) the archives are signed with (repeatable)")
-}
-
-// addArchiveArgs puts --archive and --trusted-key into the build()
-// arguments as buildd-manager sends them.
-func addArchiveArgs(args map[string]any, archives, keyFiles []string) error {
-	if len(archives) > 0 {
-		l := make([]any, len(archives))
-		for i, a := range archives {
-			l[i] = a
-		}
-		args["archives"] = l
-	}
-	if len(keyFiles) > 0 {
-		l := make([]any, len(keyFiles))
-		for i, k := range keyFiles {
-			data, err := os.ReadFile(k)
-			if err != nil {
-				return fmt.Errorf("cannot read --trusted-key: %w", err)
-			}
-			l[i] = base64.StdEncoding.EncodeToString(data)
-		}
-		args["trusted_keys"] = l
-	}
-	return nil
 }
 
 // localChrootRequest is a request for a build in the chroot tarball,
