@@ -87,92 +87,66 @@ func CacheDir() string {
 	return "/var/cache/buildd-agent-tests"
 }
 
-var (
-	debsOnce sync.Once
-	debsDir  string
-	debsErr  error
+// debSets holds one download per cached .deb set and test process.
+var debSets = struct {
+	sync.Mutex
+	m map[string]*debSet
+}{m: map[string]*debSet{}}
 
-	toolsOnce sync.Once
-	toolsDir  string
-	toolsErr  error
-)
+type debSet struct {
+	once sync.Once
+	dir  string
+	err  error
+}
+
+// cachedDebs returns the directory of the cached .debs of set ("" is the
+// default closure), running DEBS_SET=<set> tests/apt-fixture.sh (root)
+// once when it is not complete yet.
+func cachedDebs(t testing.TB, set string) string {
+	t.Helper()
+	name := "debs"
+	if set != "" {
+		name += "-" + set
+	}
+	dir := filepath.Join(CacheDir(), name)
+	if _, err := os.Stat(filepath.Join(dir, ".complete")); err == nil {
+		return dir
+	}
+	testenv.RequireRoot(t)
+	testenv.RequireCommand(t, "mmdebstrap")
+	debSets.Lock()
+	ds := debSets.m[set]
+	if ds == nil {
+		ds = &debSet{}
+		debSets.m[set] = ds
+	}
+	debSets.Unlock()
+	ds.once.Do(func() {
+		cmd := exec.Command("bash", filepath.Join(testenv.RepoRoot(), "tests", "apt-fixture.sh"))
+		if set != "" {
+			cmd.Env = append(os.Environ(), "DEBS_SET="+set)
+		}
+		cmd.Stderr = os.Stderr
+		out, err := cmd.Output()
+		ds.dir, ds.err = strings.TrimSpace(string(out)), err
+	})
+	if ds.err != nil {
+		t.Fatalf("cannot download the archive's %q .debs (DEBS_SET=%s tests/apt-fixture.sh): %v", set, set, ds.err)
+	}
+	return ds.dir
+}
 
 // ToolDebs returns the directory of cached .debs of the "tools" set: the
-// BaseDebs closure plus intltool and lsb-release, downloaded once with
-// DEBS_SET=tools tests/apt-fixture.sh (root) when not cached yet.
-func ToolDebs(t testing.TB) string {
-	t.Helper()
-	dir := filepath.Join(CacheDir(), "debs-tools")
-	if _, err := os.Stat(filepath.Join(dir, ".complete")); err == nil {
-		return dir
-	}
-	testenv.RequireRoot(t)
-	testenv.RequireCommand(t, "mmdebstrap")
-	toolsOnce.Do(func() {
-		cmd := exec.Command("bash", filepath.Join(testenv.RepoRoot(), "tests", "apt-fixture.sh"))
-		cmd.Env = append(os.Environ(), "DEBS_SET=tools")
-		cmd.Stderr = os.Stderr
-		out, err := cmd.Output()
-		toolsDir, toolsErr = strings.TrimSpace(string(out)), err
-	})
-	if toolsErr != nil {
-		t.Fatalf("cannot download the archive's tool .debs (DEBS_SET=tools tests/apt-fixture.sh): %v", toolsErr)
-	}
-	return toolsDir
-}
-
-var (
-	dockerOnce sync.Once
-	dockerDir  string
-	dockerErr  error
-)
+// BaseDebs closure plus intltool and lsb-release.
+func ToolDebs(t testing.TB) string { t.Helper(); return cachedDebs(t, "tools") }
 
 // DockerDebs returns the directory of cached .debs of the "docker" set:
-// the BaseDebs closure plus docker.io and its dependencies, downloaded
-// once with DEBS_SET=docker tests/apt-fixture.sh (root) when not cached.
-func DockerDebs(t testing.TB) string {
-	t.Helper()
-	dir := filepath.Join(CacheDir(), "debs-docker")
-	if _, err := os.Stat(filepath.Join(dir, ".complete")); err == nil {
-		return dir
-	}
-	testenv.RequireRoot(t)
-	testenv.RequireCommand(t, "mmdebstrap")
-	dockerOnce.Do(func() {
-		cmd := exec.Command("bash", filepath.Join(testenv.RepoRoot(), "tests", "apt-fixture.sh"))
-		cmd.Env = append(os.Environ(), "DEBS_SET=docker")
-		cmd.Stderr = os.Stderr
-		out, err := cmd.Output()
-		dockerDir, dockerErr = strings.TrimSpace(string(out)), err
-	})
-	if dockerErr != nil {
-		t.Fatalf("cannot download the archive's docker .debs (DEBS_SET=docker tests/apt-fixture.sh): %v", dockerErr)
-	}
-	return dockerDir
-}
+// the BaseDebs closure plus docker.io and its dependencies.
+func DockerDebs(t testing.TB) string { t.Helper(); return cachedDebs(t, "docker") }
 
 // BaseDebs returns the directory of cached .debs (the closure of
-// build-essential, fakeroot and debhelper), downloading them once with
-// tests/apt-fixture.sh, which needs root, when they are not cached yet.
-func BaseDebs(t testing.TB) string {
-	t.Helper()
-	dir := filepath.Join(CacheDir(), "debs")
-	if _, err := os.Stat(filepath.Join(dir, ".complete")); err == nil {
-		return dir
-	}
-	testenv.RequireRoot(t)
-	testenv.RequireCommand(t, "mmdebstrap")
-	debsOnce.Do(func() {
-		cmd := exec.Command("bash", filepath.Join(testenv.RepoRoot(), "tests", "apt-fixture.sh"))
-		cmd.Stderr = os.Stderr
-		out, err := cmd.Output()
-		debsDir, debsErr = strings.TrimSpace(string(out)), err
-	})
-	if debsErr != nil {
-		t.Fatalf("cannot download the archive's .debs (tests/apt-fixture.sh): %v", debsErr)
-	}
-	return debsDir
-}
+// build-essential, fakeroot and debhelper).
+func BaseDebs(t testing.TB) string { t.Helper(); return cachedDebs(t, "") }
 
 // Build makes a fresh archive in t.TempDir(): pool/main links to the cached
 // .debs, pool/extra holds copies of opts.Extra, and dists/<suite> has
