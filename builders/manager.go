@@ -124,6 +124,9 @@ type ManagerConfig struct {
 	// TranslationTemplatesResult is [translationtemplatesmanager]
 	// resultarchive ("" = translation-templates.tar.gz).
 	TranslationTemplatesResult string
+	// ClamAVDatabaseURL is [proxy] clamavdatabase: the ClamAV database
+	// mirror CI builds with scan_malware point freshclam at ("" = none).
+	ClamAVDatabaseURL string
 }
 
 // Manager runs one build. It is made by a Factory, which has validated the
