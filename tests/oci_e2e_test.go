@@ -2,14 +2,15 @@ package tests
 
 // End-to-end tests of OCI image builds: the real buildd-agent binary
 // driven over XML-RPC as buildd-manager drives it, building with Debian's
-// real docker.io (installed in the LXD container from a signed test
-// archive on the bridge: the container has no route out), from the real
+// real docker.io (installed in the OCI test image, tests/oci-fixture.sh,
+// which the container is made from: it has no route out, and the build's
+// archive has no docker.io), from the real
 // git server, through squid, with the results fetched by SHA-1 and checked
 // the way buildd-manager reads them (manifest.json → config → digests.json
 // → <layer>.tar.gz).
 //
 // The image is built from a tiny base made in the test: dash, sleep and
-// their libraries from the host, ADDed from a tar in the tree (FROM
+// their libraries from the test chroot, ADDed from a tar in the tree (FROM
 // scratch), so that RUN steps work without a registry.
 //
 // These tests have their own LXD label, profile and series: their
@@ -19,8 +20,8 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"crypto/sha1"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -29,10 +30,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
-	"github.com/buildd-agent/buildd-agent/tests/aptarchive"
 	"github.com/buildd-agent/buildd-agent/tests/testenv"
 )
 
@@ -50,48 +51,115 @@ func ociCleanupLXD() {
 	exec.Command("lxc", "profile", "delete", ociE2EProfile).Run()
 }
 
-// ociFixture is snapFixture plus the docker archive.
+// ociFixture is snapFixture building in the OCI test image
+// (tests/oci-fixture.sh: the test chroot with Debian's docker.io
+// installed). The builds' archive is snapFixture's stand-in archive,
+// which has no docker.io: the install step's `apt-get -y install
+// docker.io` can only succeed by finding it installed, so no build fetches
+// docker.
 type ociFixture struct {
 	*snapFixture
-	archiveLine string
-	archiveKey  string
+}
+
+var (
+	ociChrootOnce sync.Once
+	ociChrootSHA1 string
+)
+
+// ociE2EChroot is the OCI test image and its SHA-1.
+func ociE2EChroot(t testing.TB) (string, string) {
+	t.Helper()
+	p := testenv.OCIChrootTarball(t)
+	ociChrootOnce.Do(func() {
+		f, err := os.Open(p)
+		if err != nil {
+			return
+		}
+		defer f.Close()
+		h := sha1.New()
+		io.Copy(h, f)
+		ociChrootSHA1 = hex.EncodeToString(h.Sum(nil))
+	})
+	if ociChrootSHA1 == "" {
+		t.Fatalf("cannot hash %s", p)
+	}
+	return p, ociChrootSHA1
 }
 
 func newOCIFixture(t testing.TB) *ociFixture {
 	t.Helper()
 	f := &ociFixture{snapFixture: newSnapFixture(t)}
-	archive := aptarchive.Build(t, aptarchive.Options{Set: "docker"})
-	f.archiveLine = archive.SourcesLine(archive.Serve(t, "10.10.10.1:0"))
-	f.archiveKey = archive.TrustedKey()
+	f.chrootPath, f.chrootSHA1 = ociE2EChroot(t)
 	return f
 }
 
 // ociBaseTar is a root file system tar with /bin/sh, sleep, cat and the
-// libraries they need, taken from the host.
-func ociBaseTar(t testing.TB) []byte {
+// libraries they need, taken from the test image (the test chroot): the
+// base the RUN steps run on, without a registry.
+func ociBaseTar(t testing.TB, chroot string) []byte {
 	t.Helper()
+	want := map[string]string{
+		"bin/sh":                         "usr/bin/dash",
+		"bin/sleep":                      "usr/bin/sleep",
+		"bin/cat":                        "usr/bin/cat",
+		"lib/x86_64-linux-gnu/libc.so.6": "usr/lib/x86_64-linux-gnu/libc.so.6",
+		"lib64/ld-linux-x86-64.so.2":     "usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+	}
+	from := map[string]bool{}
+	for _, p := range want {
+		from[p] = true
+	}
+	got := chrootFiles(t, chroot, from)
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
-	add := func(name, from string) {
-		data, err := os.ReadFile(from)
-		if err != nil {
-			t.Fatalf("cannot read %s for the base image: %v", from, err)
+	for _, d := range []string{"bin/", "lib/", "lib/x86_64-linux-gnu/", "lib64/", "tmp/"} {
+		tw.WriteHeader(&tar.Header{Name: d, Mode: 0o755, Typeflag: tar.TypeDir})
+	}
+	for _, name := range []string{"bin/sh", "bin/sleep", "bin/cat", "lib/x86_64-linux-gnu/libc.so.6", "lib64/ld-linux-x86-64.so.2"} {
+		data, ok := got[want[name]]
+		if !ok {
+			t.Fatalf("the test chroot %s has no regular file %s", chroot, want[name])
 		}
 		tw.WriteHeader(&tar.Header{Name: name, Mode: 0o755, Size: int64(len(data)), Typeflag: tar.TypeReg})
 		tw.Write(data)
 	}
-	for _, d := range []string{"bin/", "lib/", "lib/x86_64-linux-gnu/", "lib64/", "tmp/"} {
-		tw.WriteHeader(&tar.Header{Name: d, Mode: 0o755, Typeflag: tar.TypeDir})
-	}
-	add("bin/sh", "/bin/dash")
-	add("bin/sleep", "/bin/sleep")
-	add("bin/cat", "/bin/cat")
-	add("lib/x86_64-linux-gnu/libc.so.6", "/lib/x86_64-linux-gnu/libc.so.6")
-	add("lib64/ld-linux-x86-64.so.2", "/lib64/ld-linux-x86-64.so.2")
 	if err := tw.Close(); err != nil {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
+}
+
+// chrootFiles reads the regular files named (relative to the root) out of
+// a Launchpad chroot tarball.
+func chrootFiles(t testing.TB, chroot string, names map[string]bool) map[string][]byte {
+	t.Helper()
+	f, err := os.Open(chroot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatalf("%s: %v", chroot, err)
+	}
+	out := map[string][]byte{}
+	tr := tar.NewReader(zr)
+	for len(out) < len(names) {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", chroot, err)
+		}
+		n := strings.TrimPrefix(strings.TrimPrefix(h.Name, "./"), "chroot-autobuild/")
+		if h.Typeflag == tar.TypeReg && names[n] {
+			if out[n], err = io.ReadAll(tr); err != nil {
+				t.Fatalf("%s: %v", chroot, err)
+			}
+		}
+	}
+	return out
 }
 
 func writeOCIAgentConfig(t testing.TB, dir string, port, proxyPort int) string {
@@ -184,7 +252,7 @@ RUN echo "$GREETING" > /greeting.txt
 LABEL greeting=$GREETING
 `)
 	f.repo.WriteFile(t, "image/hello.txt", "hello from git\n")
-	f.repo.WriteFile(t, "image/base.tar", string(ociBaseTar(t)))
+	f.repo.WriteFile(t, "image/base.tar", string(ociBaseTar(t, f.chrootPath)))
 	f.repo.WriteFile(t, "README", "top level\n")
 	f.repo.Commit(t, "image 1.0")
 	a := startOCIAgent(t)
@@ -267,6 +335,8 @@ LABEL greeting=$GREETING
 	}
 	for _, want := range []string{
 		"RUN: apt-get -y install docker.io\n",
+		// From the test image, not from an archive (the build's has none).
+		"docker.io is already the newest version",
 		"RUN: docker build --no-cache --build-arg http_proxy=http://10.10.10.1:",
 		"--tag hello --file image/Dockerfile '--build-arg=GREETING=hello from build_args' --build-arg=LAUNCHPAD_BUILD_ARCH=amd64 /home/buildd/hello/image\n",
 		"RUN: docker save hello\n",
@@ -346,14 +416,9 @@ LABEL greeting=$GREETING
 func TestOCIE2ELocalBuild(t *testing.T) {
 	f := newOCIFixture(t)
 	f.repo.WriteFile(t, "Dockerfile", "FROM scratch AS base\nADD base.tar /\nFROM base\nARG GREETING\nRUN echo \"$GREETING\" > /greeting.txt\n")
-	f.repo.WriteFile(t, "base.tar", string(ociBaseTar(t)))
+	f.repo.WriteFile(t, "base.tar", string(ociBaseTar(t, f.chrootPath)))
 	f.repo.Commit(t, "local")
-	key, err := base64.StdEncoding.DecodeString(f.archiveKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyFile := filepath.Join(t.TempDir(), "archive.gpg")
-	os.WriteFile(keyFile, key, 0o644)
+	keyFile := f.trustedKeyFile(t)
 	state := t.TempDir()
 	conf := writeOCIAgentConfig(t, state, snapFreePort(t, "127.0.0.1"), snapFreePort(t, "10.10.10.1"))
 	out := filepath.Join(t.TempDir(), "out")

@@ -13,7 +13,8 @@
 #   - tests/chroot-fixture.sh: the cached debootstrap chroot tarball, and
 #     tests/apt-fixture.sh: the cached .debs of the test apt archive, and
 #     tests/bootstrap-fixture.sh: those of a whole buildd bootstrap (chroot
-#     create's test) (only with --fixtures, the test suite's setup).
+#     create's test), and tests/oci-fixture.sh: the OCI test image (the test
+#     chroot with docker.io) (only with --fixtures, the test suite's setup).
 # Services the tests need beyond LXD (squid, git daemon, http servers) are
 # started by the tests themselves on loopback and stopped afterwards.
 set -euo pipefail
@@ -74,6 +75,7 @@ if [ "${1:-}" = --fixtures ]; then
   bash "$here/chroot-fixture.sh" >/dev/null
   bash "$here/apt-fixture.sh" >/dev/null
   bash "$here/bootstrap-fixture.sh" >/dev/null
+  bash "$here/oci-fixture.sh" >/dev/null
 fi
 command -v staticcheck >/dev/null 2>&1 || [ -x "$(go env GOPATH)/bin/staticcheck" ] \
   || GOFLAGS= go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
