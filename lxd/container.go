@@ -44,6 +44,7 @@ type Container struct {
 	opts       target.Options
 	name       string
 	privileged bool
+	gpu        *gpuPlan // gpu-nvidia's devices (gpu.go); nil without it
 }
 
 var _ target.Target = (*Container)(nil)
@@ -128,6 +129,11 @@ func (c *Container) Create(ctx context.Context, img target.Image) error {
 	if err := c.h.ensure(ctx); err != nil {
 		return err
 	}
+	gpu, err := c.planGPU(ctx)
+	if err != nil {
+		return err
+	}
+	c.gpu = gpu
 	rev := revert.New()
 	defer rev.Fail()
 	if d := c.buildDir(); d != "" {
@@ -169,6 +175,7 @@ func (c *Container) Create(ctx context.Context, img target.Image) error {
 		InstancePut: api.InstancePut{
 			Profiles:    []string{c.h.cfg.Profile},
 			Config:      c.config(id),
+			Devices:     c.gpu.lxdDevices(),
 			Description: "buildd-agent build " + c.spec.BuildID,
 		},
 	})
@@ -400,6 +407,10 @@ func (c *Container) Start(ctx context.Context) error {
 		if ctx.Err() == nil && rctx.Err() != nil {
 			err = fmt.Errorf("container %q was not ready within %s: %w", c.name, c.opts.ReadyTimeout, err)
 		}
+		logf(c.opts.Log, "%v", err)
+		return err
+	}
+	if err := c.startGPU(ctx); err != nil {
 		logf(c.opts.Log, "%v", err)
 		return err
 	}
