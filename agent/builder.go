@@ -557,6 +557,7 @@ func (b *Builder) managerConfig() builders.ManagerConfig {
 		StateDir:          b.cfg.Builder.StateDir,
 		SnapStoreProxyURL: b.cfg.Proxy.SnapStore,
 		AptProxyURL:       b.cfg.Proxy.Apt,
+		ClamAVDatabaseURL: b.cfg.Proxy.ClamAVDatabase,
 		BuildHome:         b.cfg.Builder.BuildHome,
 		ResultFileBytes:   b.limits.Load().ResultFileBytes,
 		SbuildUser:        b.cfg.Sbuild.User,

@@ -74,6 +74,10 @@ type ProxyConfig struct {
 	SnapStore string `toml:"snapstore"`
 	// Apt is an apt proxy URL (launchpad-buildd [proxy] apt).
 	Apt string `toml:"apt"`
+	// ClamAVDatabase is the ClamAV database mirror CI builds with
+	// scan_malware point freshclam at (PrivateMirror; launchpad-buildd
+	// [proxy] clamavdatabase); "" keeps the target's freshclam.conf.
+	ClamAVDatabase string `toml:"clamavdatabase"`
 }
 
 // LXDConfig is the [lxd] section.

@@ -264,6 +264,7 @@ func (c *configChecker) validate(cfg *Config) {
 	c.port("proxy.port", p.Port)
 	c.httpURL("proxy.snapstore", p.SnapStore)
 	c.httpURL("proxy.apt", p.Apt)
+	c.httpURL("proxy.clamavdatabase", p.ClamAVDatabase)
 
 	l := cfg.LXD
 	if l.Socket != "" && !filepath.IsAbs(l.Socket) {

@@ -98,6 +98,7 @@ func TestParseConfigProblems(t *testing.T) {
 		{"bad duration", "[builder]\nabort_timeout = \"2 minutes\"\n", ConfigErrors{{Key: "builder.abort_timeout", Line: 2}}},
 		{"dotted keys", "builder.port = 0\n", ConfigErrors{{Key: "builder.port", Line: 1, Msg: "0 is not a port number (1 to 65535)"}}},
 		{"quoted key", "[builder]\n\"bind_address\" = \"localhost\"\n", ConfigErrors{{Key: "builder.bind_address", Line: 2}}},
+		{"clamav database not http", "[proxy]\nclamavdatabase = \"ftp://mirror/\"\n", ConfigErrors{{Key: "proxy.clamavdatabase", Line: 2}}},
 		{"key after multi-line array", "[builder]\narchitectures = [\n  \"amd64\",\n  \"i386\",\n]\nbogus = 1\n",
 			ConfigErrors{{Key: "builder.bogus", Line: 6, Msg: "unknown key"}}},
 		{"all problems at once", `[builder]
@@ -266,4 +267,31 @@ func FuzzParseConfig(f *testing.F) {
 			t.Fatal("empty ConfigErrors")
 		}
 	})
+}
+
+// [proxy] clamavdatabase reaches the managers as the ClamAV mirror (the
+// reference's [proxy] clamavdatabase → --clamav-database-url).
+func TestClamAVDatabaseConfig(t *testing.T) {
+	cfg, err := ParseConfig([]byte("[proxy]\nclamavdatabase = \"http://clamav-database-mirror.lp.internal\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := configBuilder(cfg).managerConfig().ClamAVDatabaseURL; got != "http://clamav-database-mirror.lp.internal" {
+		t.Errorf("ManagerConfig.ClamAVDatabaseURL = %q", got)
+	}
+	cfg, err = ParseConfig(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := configBuilder(cfg).managerConfig().ClamAVDatabaseURL; got != "" {
+		t.Errorf("default ClamAVDatabaseURL = %q, want none", got)
+	}
+}
+
+// configBuilder is a Builder with just a configuration, for managerConfig.
+func configBuilder(cfg *Config) *Builder {
+	b := &Builder{builderDeps: builderDeps{cfg: cfg}}
+	l := LimitsFromConfig(cfg)
+	b.limits.Store(&l)
+	return b
 }
