@@ -20,18 +20,16 @@ import (
 )
 
 // ciRunner runs argv in the build target with the build's environment and
-// returns its exit status (err only when it could not be run). It runs argv
-// as root: ciScanOutput adds the reference's runuser prefix itself. env is
-// added to the build's environment (nil: the build's environment alone).
+// returns its exit status (err only when it could not be run). env is added
+// to the build's environment (nil: the build's environment alone). The
+// manager gives ciPrepareScanner a runner that runs as root (freshclam is
+// run-ci-prepare's backend.run) and ciScanOutput the one its jobs run with,
+// as buildd (run_ci.py's run_build_command: runuser -u buildd -g buildd
+// -G lxd --).
 type ciRunner func(ctx context.Context, argv []string, env []string) (int, error)
 
-// Where and how the reference configures and runs the scanner.
-const (
-	freshclamConf = "/etc/clamav/freshclam.conf"
-	// ciBuildUser runs the jobs and the scans (run_ci.py's
-	// run_build_command).
-	ciBuildUser = "buildd"
-)
+// freshclamConf is where the reference points freshclam at the mirror.
+const freshclamConf = "/etc/clamav/freshclam.conf"
 
 // ciScanPackages are the packages prepare adds when scan_malware is set.
 func ciScanPackages() []string { return []string{"clamav"} }
@@ -84,9 +82,8 @@ func privateMirrorLine(databaseURL string) (string, error) {
 
 // ciScanOutput scans one job's output directory in the target (the
 // reference's job_output_path, /build/output/<job>/<index>, its log
-// included) with `runuser -u buildd -g buildd -G lxd -- clamscan --recursive
-// <dir>`, as run_ci.py's run_build_command does, with env (the build's proxy
-// environment). clean is true only when clamscan exits 0. The reference
+// included) with `clamscan --recursive <dir>` through run (as buildd, see
+// ciRunner) with env (the build's proxy environment). clean is true only when clamscan exits 0. The reference
 // fails the job on any non-zero exit, so the manager fails the job whenever
 // clean is false: exit 1 (something was detected) gives clean false and no
 // error; any other exit, or a scan that could not be run, gives clean false
@@ -95,9 +92,7 @@ func ciScanOutput(ctx context.Context, run ciRunner, outputDir string, env []str
 	if !path.IsAbs(outputDir) || path.Clean(outputDir) != outputDir || strings.ContainsRune(outputDir, 0) {
 		return false, fmt.Errorf("cannot scan %q: not a clean absolute path", outputDir)
 	}
-	argv := []string{"runuser", "-u", ciBuildUser, "-g", ciBuildUser, "-G", "lxd", "--",
-		"clamscan", "--recursive", outputDir}
-	code, err := run(ctx, argv, env)
+	code, err := run(ctx, []string{"clamscan", "--recursive", outputDir}, env)
 	switch {
 	case err != nil:
 		return false, fmt.Errorf("cannot scan %s for malware: %w", outputDir, err)
