@@ -87,8 +87,7 @@ func (c *Container) buildDir() string {
 // rawLXC is the container's raw.lxc: its static address set from the host
 // side (no DHCP client needed inside) and the host's short name as its
 // hostname (LXD would use the container's name). A privileged container also
-// gets the reference's relaxed settings (host devtmpfs for loop devices, no
-// device cgroup, writable proc/sys).
+// gets the reference's profile (privileged.go).
 func rawLXC(n network, hostname string, privileged bool) string {
 	lines := []string{
 		fmt.Sprintf("lxc.net.0.ipv4.address=%s/%d", n.container, n.prefix.Bits()),
@@ -96,18 +95,7 @@ func rawLXC(n network, hostname string, privileged bool) string {
 		"lxc.uts.name=" + hostname,
 	}
 	if privileged {
-		lines = append(lines,
-			"lxc.autodev=0",
-			"lxc.cap.drop=",
-			"lxc.cap.drop=sys_time sys_module",
-			"lxc.cgroup.devices.allow=",
-			"lxc.cgroup.devices.deny=",
-			"lxc.cgroup2.devices.allow=",
-			"lxc.cgroup2.devices.deny=",
-			"lxc.mount.auto=",
-			"lxc.mount.auto=proc:rw sys:rw",
-			"lxc.mount.entry=udev dev devtmpfs rw,nosuid,relatime,mode=755,inode64",
-		)
+		lines = append(lines, privilegedLines(appArmorAvailable())...)
 	}
 	return strings.Join(lines, "\n") + "\n"
 }
@@ -407,6 +395,10 @@ func (c *Container) Start(ctx context.Context) error {
 		if ctx.Err() == nil && rctx.Err() != nil {
 			err = fmt.Errorf("container %q was not ready within %s: %w", c.name, c.opts.ReadyTimeout, err)
 		}
+		logf(c.opts.Log, "%v", err)
+		return err
+	}
+	if err := c.startedHooks(ctx); err != nil {
 		logf(c.opts.Log, "%v", err)
 		return err
 	}
