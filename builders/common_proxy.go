@@ -139,6 +139,13 @@ func (b *ContainerBuild) CutOffProxy(ctx context.Context) {
 	}
 }
 
+// proxyDeps are the packages a build behind the builder proxy installs
+// (the reference's proxy_deps). socat carries the git:// helper. python3
+// is the reference's helper's interpreter; ours is a shell script, but
+// builds have come to rely on python3 being there (snapcraft's and the
+// crafts' plugins, project scripts), so it is installed all the same.
+var proxyDeps = []string{"python3", "socat"}
+
 // InstallGitProxy copies the git:// proxy helper into the target.
 func (b *ContainerBuild) InstallGitProxy(ctx context.Context) *Failure {
 	if len(GitProxyScript) == 0 {

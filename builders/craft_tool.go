@@ -236,7 +236,7 @@ func (m *craftManager) install(ctx context.Context, b *ContainerBuild) *Failure 
 	b.Logf("Running install phase")
 	var deps []string
 	if b.Proxy != nil {
-		deps = append(deps, "python3", "socat")
+		deps = append(deps, proxyDeps...)
 		if f := b.InstallGitProxy(ctx); f != nil {
 			return f
 		}

@@ -218,9 +218,7 @@ func (m *SnapManager) install(ctx context.Context, b *ContainerBuild) *Failure {
 	b.Logf("Running install phase...")
 	var deps []string
 	if b.Proxy != nil {
-		// The reference also installs python3 for its Python git proxy
-		// helper; ours is a shell script around socat.
-		deps = append(deps, "socat")
+		deps = append(deps, proxyDeps...)
 		if f := b.InstallGitProxy(ctx); f != nil {
 			return f
 		}

@@ -195,7 +195,7 @@ func TestSnapHappyPath(t *testing.T) {
 	}
 	wantCmds := []string{
 		"apt-cache show snapd", "apt-cache show fuse", "apt-cache show squashfuse", "apt-cache show udev",
-		"apt-get -y install socat udev git sudo",
+		"apt-get -y install python3 socat udev git sudo",
 		"snap install --channel=stable core22",
 		"snap refresh --channel=stable core22",
 		"snap install --classic --channel=8.x/stable snapcraft",
@@ -435,7 +435,7 @@ func TestSnapFailures(t *testing.T) {
 		{name: "create fails", prep: func(ft *fakeTarget, fe *fakeEnv) { ft.errs["create"] = errFake }, want: BuildChrootFail, teardown: true},
 		{name: "start fails", prep: func(ft *fakeTarget, fe *fakeEnv) { ft.errs["start"] = errFake }, want: BuildChrootFail, teardown: true},
 		{name: "proxy fails", seams: func(s *seams) { s.proxyErr = errFake }, want: BuildBuilderFail, log: "cannot start the builder proxy", teardown: true},
-		{name: "apt-get fails", prep: exit("apt-get -y install socat udev git sudo", 100), want: BuildPackageFail, log: "Install failed: apt-get -y install socat udev git sudo failed with exit status 100", teardown: true, noResults: true},
+		{name: "apt-get fails", prep: exit("apt-get -y install python3 socat udev git sudo", 100), want: BuildPackageFail, log: "Install failed: apt-get -y install python3 socat udev git sudo failed with exit status 100", teardown: true, noResults: true},
 		{name: "snap install fails", prep: exit("snap install --classic --channel=8.x/stable snapcraft", 1), want: BuildPackageFail, log: "Install failed", teardown: true},
 		{name: "checkout fails", seams: func(s *seams) { s.checkoutErr = errors.New("no such ref") }, want: BuildPackageFail, log: "Build failed: cannot check out https://git.example/hello.git at refs/tags/1.0: no such ref", teardown: true},
 		{name: "copy in fails", prep: func(ft *fakeTarget, fe *fakeEnv) { ft.errs["copytreein"] = errFake }, want: BuildBuilderFail, log: "cannot copy the source into the target", teardown: true},

@@ -5,9 +5,8 @@ package tests
 // a real LXD container made from the test chroot (with the stand-ins of
 // tests/standins: snap, charmcraft, rockcraft, sourcecraft), fetching
 // through a real authenticated squid, from a real git server, with the
-// archives and trusted_keys buildd-manager sends (a signed test archive on
-// the LXD bridge holding what the install phases add: python3,
-// python3-pip, python3-setuptools, dirmngr, as stand-in packages).
+// archives and trusted_keys buildd-manager sends (the snap fixture's signed
+// test archive on the LXD bridge).
 //
 // These tests have their own LXD label, profile and series, so their
 // container (lp-crafte2e-amd64) never collides with the snap tests'. Each
@@ -16,7 +15,6 @@ package tests
 import (
 	"archive/tar"
 	"bytes"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -32,7 +30,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/buildd-agent/buildd-agent/tests/aptarchive"
 	"github.com/buildd-agent/buildd-agent/tests/testenv"
 )
 
@@ -52,25 +49,14 @@ func craftE2EContainer() string { return "lp-" + craftE2ESeries + "-" + craftE2E
 // plus the test archive and a registry that records who asked with what.
 type craftFixture struct {
 	*snapFixture
-	archiveLine string
-	archiveKey  string
-	registry    *httptest.Server
-	regMu       sync.Mutex
-	regAuth     []string
+	registry *httptest.Server
+	regMu    sync.Mutex
+	regAuth  []string
 }
 
 func newCraftFixture(t testing.TB) *craftFixture {
 	t.Helper()
 	f := &craftFixture{snapFixture: newSnapFixture(t)}
-	debs := t.TempDir()
-	var extra []string
-	for _, name := range []string{"python3", "python3-pip", "python3-setuptools", "dirmngr"} {
-		extra = append(extra, aptarchive.BinaryPackage(t, debs, aptarchive.BinarySpec{Name: name, Version: "99.0+standin"}))
-	}
-	archive := aptarchive.Build(t, aptarchive.Options{NoBase: true, Extra: extra})
-	// On the bridge: apt in the container reaches it directly.
-	f.archiveLine = archive.SourcesLine(archive.Serve(t, "10.10.10.1:0"))
-	f.archiveKey = archive.TrustedKey()
 	// A Cargo registry behind squid (127.0.0.2, like the origin).
 	f.registry = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.regMu.Lock()
@@ -468,12 +454,7 @@ func TestCraftE2ELocalBuild(t *testing.T) {
 	f.repo.WriteFile(t, "rock/rockcraft.yaml", f.toolYAML("5.0"))
 	commit := f.repo.Commit(t, "local")
 	f.repo.AnnotatedTag(t, "5.0", "release 5.0")
-	key, err := base64.StdEncoding.DecodeString(f.archiveKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyFile := filepath.Join(t.TempDir(), "archive.gpg")
-	os.WriteFile(keyFile, key, 0o644)
+	keyFile := f.trustedKeyFile(t)
 	state := t.TempDir()
 	conf := writeCraftAgentConfig(t, state, snapFreePort(t, "127.0.0.1"), snapFreePort(t, "10.10.10.1"))
 	out := filepath.Join(t.TempDir(), "out")

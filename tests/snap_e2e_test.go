@@ -12,6 +12,7 @@ import (
 	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/sha512"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -30,6 +31,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/buildd-agent/buildd-agent/tests/aptarchive"
 	"github.com/buildd-agent/buildd-agent/tests/gitserver"
 	"github.com/buildd-agent/buildd-agent/tests/squidtest"
 	"github.com/buildd-agent/buildd-agent/tests/standins"
@@ -127,6 +129,13 @@ type snapFixture struct {
 	chrootPath  string
 	chrootSHA1  string
 	chrootURL   string
+	// archiveLine and archiveKey are the signed test archive the builds
+	// get as `archives` and `trusted_keys` (buildd-manager always sends
+	// them): stand-ins of what the install phases add that the test
+	// chroot lacks (python3 of the proxy dependencies; the crafts'
+	// python3-pip, python3-setuptools and dirmngr).
+	archiveLine string
+	archiveKey  string
 }
 
 func newSnapFixture(t testing.TB) *snapFixture {
@@ -167,7 +176,31 @@ func newSnapFixture(t testing.TB) *snapFixture {
 	f.chrootURL = chroot.URL + "/chroot.tar.gz"
 	f.git = gitserver.Start(t)
 	f.repo = f.git.NewRepo(t, "hello")
+	debs := t.TempDir()
+	var extra []string
+	for _, name := range []string{"python3", "python3-pip", "python3-setuptools", "dirmngr"} {
+		extra = append(extra, aptarchive.BinaryPackage(t, debs, aptarchive.BinarySpec{Name: name, Version: "99.0+standin"}))
+	}
+	archive := aptarchive.Build(t, aptarchive.Options{NoBase: true, Extra: extra})
+	// On the bridge: apt in the container reaches it directly.
+	f.archiveLine = archive.SourcesLine(archive.Serve(t, "10.10.10.1:0"))
+	f.archiveKey = archive.TrustedKey()
 	return f
+}
+
+// trustedKeyFile writes the archive's key (base64, as build() gets it)
+// to a file for a local build's --trusted-key.
+func (f *snapFixture) trustedKeyFile(t testing.TB) string {
+	t.Helper()
+	key, err := base64.StdEncoding.DecodeString(f.archiveKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "archive.gpg")
+	if err := os.WriteFile(p, key, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 // snapcraftYAML is the test snap's snapcraft.yaml; extra adds stand-in keys.
@@ -385,6 +418,8 @@ func (f *snapFixture) buildArgs(gitPath string) map[string]any {
 		"revocation_endpoint":     f.revURL,
 		"git_repository":          f.repo.URL(),
 		"target_architectures":    []any{snapE2EArch},
+		"archives":                []any{f.archiveLine},
+		"trusted_keys":            []any{f.archiveKey},
 	}
 	if gitPath != "" {
 		args["git_path"] = gitPath
@@ -480,7 +515,10 @@ func TestSnapE2EFromTag(t *testing.T) {
 	if !strings.HasPrefix(log, args["build_url"].(string)+"\n") || strings.Count(log, args["build_url"].(string)) != 1 {
 		t.Errorf("log does not start with the build URL, once:\n%.300s", log)
 	}
-	for _, want := range []string{"RUN: snapcraft pull\n", "RUN: snap install --classic --channel=8.x/stable snapcraft\n",
+	// python3 with the proxy dependencies: builds rely on it (issue 12).
+	// (udev is not in the test archive, which replaces the chroot's.)
+	for _, want := range []string{"RUN: apt-get -y install python3 socat git sudo\n",
+		"RUN: snapcraft pull\n", "RUN: snap install --classic --channel=8.x/stable snapcraft\n",
 		"RUN: sha512sum hello_1.0_amd64.snap\n", "Revoking proxy token...\n", "GET " + f.origin.URL + "/payload",
 		"RUN: snap ack /tmp/snap-store-proxy.assertions\n", "RUN: snap set core proxy.store=snape2e-store\n"} {
 		if !strings.Contains(log, want) {
@@ -716,7 +754,8 @@ func TestSnapE2ELocalBuild(t *testing.T) {
 	cmd := exec.Command(bin, "build", "snap", "--config", conf,
 		"--git-repository", f.repo.URL(), "--chroot", f.chrootPath,
 		"--channel", "snapcraft=8.x/stable", "--proxy-url", f.upstream, "--revocation-endpoint", f.revURL,
-		"--series", snapE2ESeries, "--arch", snapE2EArch, "--target-arch", snapE2EArch, "--output", out)
+		"--series", snapE2ESeries, "--arch", snapE2EArch, "--target-arch", snapE2EArch, "--output", out,
+		"--archive", f.archiveLine, "--trusted-key", f.trustedKeyFile(t))
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	t.Cleanup(func() {
@@ -794,7 +833,8 @@ func TestSnapE2ELocalBuild(t *testing.T) {
 		}
 		conf := writeSnapAgentConfig(t, state, snapFreePort(t, "127.0.0.1"), snapFreePort(t, "127.0.0.1"))
 		cmd := exec.Command(bin, "build", "snap", "--config", conf, "--backend", "chroot", "--git-repository", f.repo.URL(), "--chroot", f.chrootPath,
-			"--channel", "snapcraft=8.x/stable", "--proxy-url", f.upstream, "--series", snapE2ESeries, "--output", out)
+			"--channel", "snapcraft=8.x/stable", "--proxy-url", f.upstream, "--series", snapE2ESeries, "--output", out,
+			"--archive", f.archiveLine, "--trusted-key", f.trustedKeyFile(t))
 		combined, err = cmd.CombinedOutput()
 		return out, combined, err
 	}

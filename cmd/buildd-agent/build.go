@@ -123,7 +123,7 @@ var buildSubcommands []func() *cobra.Command
 type localSnapFlags struct {
 	config, gitRepository, gitPath, chroot, image, proxyURL, revocation string
 	output, backend, series, arch, name                                 string
-	channels, targetArchs                                               []string
+	channels, targetArchs, archives, keys                               []string
 	sourceTarball, private, fastCleanup                                 bool
 }
 
@@ -160,6 +160,8 @@ func newBuildSnapCmd() *cobra.Command {
 	fl.StringVar(&f.arch, "arch", "", "architecture tag (default: the first of [builder] architectures)")
 	fl.StringVar(&f.name, "name", "", "snap build name: the source goes to /build/NAME (default: the repository's name)")
 	fl.StringArrayVar(&f.targetArchs, "target-arch", nil, "architecture to build for (repeatable; the first sets SNAPCRAFT_BUILD_FOR)")
+	fl.StringArrayVar(&f.archives, "archive", nil, "sources.list line of an archive the container's apt uses (repeatable; default: the chroot's own)")
+	fl.StringArrayVar(&f.keys, "trusted-key", nil, "OpenPGP public key file (armoured or binary) the archives are signed with (repeatable)")
 	fl.BoolVar(&f.sourceTarball, "build-source-tarball", false, "also produce NAME.tar.gz of the pulled source")
 	fl.BoolVar(&f.private, "private", false, "build as a private snap (no SNAPCRAFT_BUILD_INFO)")
 	fl.BoolVar(&f.fastCleanup, "fast-cleanup", false, "leave the target behind when done")
@@ -216,6 +218,9 @@ func snapBuildArgs(f localSnapFlags, arch string) (map[string]any, error) {
 	}
 	if f.fastCleanup {
 		args["fast_cleanup"] = true
+	}
+	if err := addArchiveArgs(args, f.archives, f.keys); err != nil {
+		return nil, err
 	}
 	return args, nil
 }
