@@ -1,0 +1,3 @@
+module github.com/flosch/pongo2
+
+go 1.21
