@@ -30,16 +30,24 @@ var errNotRegular = errors.New("not a regular file")
 // type of what it opens again, as a process left in the build may swap the
 // file meanwhile; and whatever a backend does, the copy ends when ctx does.
 func (b *ContainerBuild) AddWaitingFileFromTarget(ctx context.Context, p string) error {
+	_, err := b.AddWaitingFileFromTargetAs(ctx, p, path.Base(p))
+	return err
+}
+
+// AddWaitingFileFromTargetAs is AddWaitingFileFromTarget under the file
+// cache name name (the ci manager's "<job>:<index>/<file>"), returning
+// the file's SHA-1.
+func (b *ContainerBuild) AddWaitingFileFromTargetAs(ctx context.Context, p, name string) (string, error) {
 	info, err := b.Target.Stat(ctx, p)
 	if err != nil {
-		return fmt.Errorf("cannot store %s: %w", p, err)
+		return "", fmt.Errorf("cannot store %s: %w", p, err)
 	}
 	if !info.Mode.IsRegular() {
-		return fmt.Errorf("cannot store %s: %w", p, errNotRegular)
+		return "", fmt.Errorf("cannot store %s: %w", p, errNotRegular)
 	}
 	if lim := b.Env.Config.ResultFileBytes; lim > 0 && info.Size > lim {
 		b.Logf("Result %s is %d bytes, over this builder's limit of %d bytes ([limits] result_file_bytes); it is not stored.", p, info.Size, lim)
-		return fmt.Errorf("cannot store %s: %w: %d bytes, [limits] result_file_bytes is %d", p, ErrResultTooLarge, info.Size, lim)
+		return "", fmt.Errorf("cannot store %s: %w: %d bytes, [limits] result_file_bytes is %d", p, ErrResultTooLarge, info.Size, lim)
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -57,12 +65,12 @@ func (b *ContainerBuild) AddWaitingFileFromTarget(ctx context.Context, p string)
 	// A backend blocked in CopyOut despite ctx must not hold the store.
 	stop := context.AfterFunc(ctx, func() { pw.CloseWithError(context.Cause(ctx)) })
 	defer stop()
-	_, err = b.Env.AddWaitingFile(path.Base(p), pr)
+	sum, err := b.Env.AddWaitingFile(name, pr)
 	pr.CloseWithError(errors.New("result stored"))
 	if err != nil {
-		return fmt.Errorf("cannot store %s: %w", p, err)
+		return "", fmt.Errorf("cannot store %s: %w", p, err)
 	}
-	return nil
+	return sum, nil
 }
 
 // ResultStallTimeout bounds how long copying a result out of a target may
