@@ -3,6 +3,11 @@ package builders
 import (
 	"context"
 	"errors"
+	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"os"
 	"strings"
 	"testing"
 
@@ -273,4 +278,62 @@ func FuzzLiveFSArgs(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestLiveFSOnlyPrivileged: livefs is the only manager whose target is
+// privileged. Every assignment to a Privileged field or key in the
+// package's sources is in livefs.go, and the container managers run on an
+// unprivileged target.
+func TestLiveFSOnlyPrivileged(t *testing.T) {
+	fset := token.NewFileSet()
+	entries, err := os.ReadDir(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found []string
+	for _, e := range entries {
+		name := e.Name()
+		if !strings.HasSuffix(name, ".go") || strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		file, err := parser.ParseFile(fset, name, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		{
+			ast.Inspect(file, func(n ast.Node) bool {
+				switch n := n.(type) {
+				case *ast.AssignStmt:
+					for _, l := range n.Lhs {
+						if sel, ok := l.(*ast.SelectorExpr); ok && sel.Sel.Name == "Privileged" {
+							found = append(found, fmt.Sprintf("%s:%d", name, fset.Position(n.Pos()).Line))
+						}
+					}
+				case *ast.KeyValueExpr:
+					if id, ok := n.Key.(*ast.Ident); ok && id.Name == "Privileged" {
+						found = append(found, fmt.Sprintf("%s:%d", name, fset.Position(n.Pos()).Line))
+					}
+				}
+				return true
+			})
+		}
+	}
+	if len(found) != 1 || !strings.HasPrefix(found[0], "livefs.go:") {
+		t.Errorf("Privileged set at %v, want once, in livefs.go", found)
+	}
+	installSeams(t)
+	snap, fe, res := runSnap(t, baseArgs(), nil)
+	if res.Status != BuildOK || snap.spec.Privileged {
+		t.Errorf("snap: status %s, privileged %v\n%s", res.Status, snap.spec.Privileged, fe.logText())
+	}
+	cargs := craftBaseArgs("charmcraft")
+	delete(cargs, "build_path")
+	craft, fe, res := runCraft(t, "charm", cargs, nil)
+	if res.Status != BuildOK || craft.spec.Privileged {
+		t.Errorf("charm: status %s, privileged %v\n%s", res.Status, craft.spec.Privileged, fe.logText())
+	}
+	livefs, fe, res := runLiveFS(t, livefsFullArgs(), nil)
+	if res.Status != BuildOK || !livefs.spec.Privileged {
+		t.Errorf("livefs: status %s, privileged %v\n%s", res.Status, livefs.spec.Privileged, fe.logText())
+	}
 }
