@@ -44,8 +44,14 @@ func ciScanPackages() []string { return []string{"clamav"} }
 // reports as the reference's install failure (prepare's exit 200: "Preparation
 // failed." and PACKAGEFAIL).
 //
-// The container runs no services (policy-rc.d), so clamav-freshclam's daemon
-// is not racing this run for the database.
+// The reference counts on the container running no services, so that no
+// freshclam daemon races this run. Debian's invoke-rc.d and
+// deb-systemd-invoke read only /usr/sbin/policy-rc.d, not the
+// /usr/local/sbin one the LXD target writes (as lxd.py does), so on a
+// chroot without its own, clamav-freshclam's postinst starts the daemon,
+// which holds freshclam.log's lock: `freshclam --quiet` then exits 2
+// ("Failed to lock the log file"). A daemon the install started is stopped
+// first (stopFreshclamDaemon; nothing happens when none runs).
 func ciPrepareScanner(ctx context.Context, run ciRunner, appendFile func(ctx context.Context, path string, data []byte) error, databaseURL string) error {
 	if databaseURL != "" {
 		line, err := privateMirrorLine(databaseURL)
@@ -56,6 +62,9 @@ func ciPrepareScanner(ctx context.Context, run ciRunner, appendFile func(ctx con
 			return fmt.Errorf("cannot configure the ClamAV database mirror in %s: %w", freshclamConf, err)
 		}
 	}
+	if _, err := run(ctx, []string{"sh", "-c", stopFreshclamDaemon}, nil); err != nil {
+		return fmt.Errorf("cannot stop the freshclam daemon: %w", err)
+	}
 	code, err := run(ctx, []string{"freshclam", "--quiet"}, nil)
 	if err != nil {
 		return fmt.Errorf("cannot download the malware definitions (freshclam): %w", err)
@@ -65,6 +74,15 @@ func ciPrepareScanner(ctx context.Context, run ciRunner, appendFile func(ctx con
 	}
 	return nil
 }
+
+// stopFreshclamDaemon stops clamav-freshclam's daemon if its package
+// started one (systemd's unit, else the init script); it always exits 0.
+const stopFreshclamDaemon = `if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
+  systemctl stop clamav-freshclam.service 2>/dev/null
+elif [ -x /etc/init.d/clamav-freshclam ]; then
+  /etc/init.d/clamav-freshclam stop >/dev/null 2>&1
+fi
+exit 0`
 
 // privateMirrorLine is freshclam.conf's line for the mirror. The URL comes
 // from the operator's configuration, but it is checked all the same: a

@@ -89,7 +89,7 @@ func TestCIPrepareScanner(t *testing.T) {
 			}
 			var want [][]string
 			if tt.wantRun {
-				want = [][]string{{"freshclam", "--quiet"}}
+				want = [][]string{{"sh", "-c", stopFreshclamDaemon}, {"freshclam", "--quiet"}}
 			}
 			if !reflect.DeepEqual(r.calls, want) {
 				t.Errorf("ran %q, want %q", r.calls, want)

@@ -29,6 +29,10 @@ case "${DEBS_SET:-}" in
   # live-build, debootstrap and squashfs-tools (what livefs builds install
   # with the livecd-rootfs stand-in).
   livefs) out="$cache/debs-livefs"; include="$include,live-build,debootstrap,squashfs-tools" ;;
+  # DEBS_SET=clamav: $cache/debs-clamav, the default set plus Debian's
+  # clamav (clamscan, freshclam, libclamav), what ci builds with
+  # scan_malware install.
+  clamav) out="$cache/debs-clamav"; include="$include,clamav" ;;
   *) echo "apt-fixture.sh: unknown DEBS_SET ${DEBS_SET}" >&2; exit 2 ;;
 esac
 mkdir -p "$cache"

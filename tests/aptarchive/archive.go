@@ -52,7 +52,8 @@ type Options struct {
 	// Set picks the cached closure: "" is the default one (BaseDebs),
 	// "tools" the same plus intltool and lsb-release (ToolDebs), "docker"
 	// the default one plus docker.io (DockerDebs), "livefs" the default one
-	// plus live-build, debootstrap and squashfs-tools (LiveFSDebs).
+	// plus live-build, debootstrap and squashfs-tools (LiveFSDebs), "clamav"
+	// the default one plus clamav (ClamAVDebs).
 	Set string
 }
 
@@ -178,6 +179,8 @@ func Build(t testing.TB, opts Options) *Archive {
 			base = DockerDebs(t)
 		case "livefs":
 			base = LiveFSDebs(t)
+		case "clamav":
+			base = ClamAVDebs(t)
 		default:
 			t.Fatalf("aptarchive: unknown set %q", opts.Set)
 		}
