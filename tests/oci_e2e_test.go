@@ -239,30 +239,21 @@ func ociLayerFiles(t *testing.T, gz []byte) (files map[string]string, tarSHA str
 	return files, sha256HexOf(raw)
 }
 
-// TestOCIE2E: a good image build, then a failing one and an abort during
-// docker build, on one agent.
-func TestOCIE2E(t *testing.T) {
-	f := newOCIFixture(t)
-	f.repo.WriteFile(t, "image/Dockerfile", `FROM scratch AS base
-ADD base.tar /
-FROM base
-ARG GREETING=unset
-COPY hello.txt /hello.txt
-RUN echo "$GREETING" > /greeting.txt
-LABEL greeting=$GREETING
-`)
-	f.repo.WriteFile(t, "image/hello.txt", "hello from git\n")
-	f.repo.WriteFile(t, "image/base.tar", string(ociBaseTar(t, f.chrootPath)))
-	f.repo.WriteFile(t, "README", "top level\n")
-	f.repo.Commit(t, "image 1.0")
-	a := startOCIAgent(t)
-	a.ensureChroot(t, f.snapFixture)
+// ociImage is what buildd-manager gets of a finished oci build.
+type ociImage struct {
+	labels map[string]string
+	layers int
+	// files are the layers' files, later layers over earlier ones.
+	files map[string]string
+}
 
-	f.startBuild(t, a, "OCIBUILD-1", f.buildArgs("refs/heads/main"))
-	st, log := finishedBuild(t, a)
-	if st["build_status"] != "BuildStatus.OK" {
-		t.Fatalf("build_status = %v; log:\n%s", st["build_status"], log)
-	}
+// checkOCIResults fetches the results as buildd-manager's _downloadFiles
+// does (manifest, digests, the config, each layer digests.json names) and
+// checks them against each other: one digests.json entry per layer, each
+// layer_id the manifest's, each digest the .tar.gz's sha256 (built
+// locally: source ""), each .tar.gz a tar whose sha256 is its diff_id.
+func checkOCIResults(t *testing.T, a *snapAgent, st map[string]any) ociImage {
+	t.Helper()
 	filemap := st["filemap"].(map[string]any)
 	get := func(name string) []byte {
 		t.Helper()
@@ -303,11 +294,8 @@ LABEL greeting=$GREETING
 	if err := json.Unmarshal(get(manifest[0].Config), &config); err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	if config.Config.Labels["greeting"] != "hello from build_args" {
-		t.Errorf("build_args did not reach the build: labels %v", config.Config.Labels)
-	}
-	if len(config.RootFS.DiffIDs) != 3 || len(manifest[0].Layers) != 3 {
-		t.Fatalf("want 3 layers (ADD, COPY, RUN): diff_ids %v, layers %v", config.RootFS.DiffIDs, manifest[0].Layers)
+	if len(config.RootFS.DiffIDs) != len(manifest[0].Layers) || len(digests[0]) != len(manifest[0].Layers) {
+		t.Fatalf("diff_ids %v, manifest layers %v, digests.json %v do not match", config.RootFS.DiffIDs, manifest[0].Layers, digests[0])
 	}
 	all := map[string]string{}
 	for i, diffID := range config.RootFS.DiffIDs {
@@ -330,6 +318,41 @@ LABEL greeting=$GREETING
 			all[n] = c
 		}
 	}
+	return ociImage{labels: config.Config.Labels, layers: len(config.RootFS.DiffIDs), files: all}
+}
+
+// TestOCIE2E: a good image build, then a failing one and an abort during
+// docker build, on one agent.
+func TestOCIE2E(t *testing.T) {
+	f := newOCIFixture(t)
+	f.repo.WriteFile(t, "image/Dockerfile", `FROM scratch AS base
+ADD base.tar /
+FROM base
+ARG GREETING=unset
+COPY hello.txt /hello.txt
+RUN echo "$GREETING" > /greeting.txt
+LABEL greeting=$GREETING
+`)
+	f.repo.WriteFile(t, "image/hello.txt", "hello from git\n")
+	f.repo.WriteFile(t, "image/base.tar", string(ociBaseTar(t, f.chrootPath)))
+	f.repo.WriteFile(t, "README", "top level\n")
+	f.repo.Commit(t, "image 1.0")
+	a := startOCIAgent(t)
+	a.ensureChroot(t, f.snapFixture)
+
+	f.startBuild(t, a, "OCIBUILD-1", f.buildArgs("refs/heads/main"))
+	st, log := finishedBuild(t, a)
+	if st["build_status"] != "BuildStatus.OK" {
+		t.Fatalf("build_status = %v; log:\n%s", st["build_status"], log)
+	}
+	img := checkOCIResults(t, a, st)
+	if img.labels["greeting"] != "hello from build_args" {
+		t.Errorf("build_args did not reach the build: labels %v", img.labels)
+	}
+	if img.layers != 3 {
+		t.Errorf("want 3 layers (ADD, COPY, RUN), got %d", img.layers)
+	}
+	all := img.files
 	if all["hello.txt"] != "hello from git\n" || all["greeting.txt"] != "hello from build_args\n" || all["bin/sh"] == "" {
 		t.Errorf("the layers lack the image's files: %v", len(all))
 	}
@@ -359,6 +382,27 @@ LABEL greeting=$GREETING
 	if got := a.call(t, "clean"); got != "BuilderStatus.IDLE" {
 		t.Fatalf("clean() = %v", got)
 	}
+
+	t.Run("FROM scratch and COPY only", func(t *testing.T) {
+		f.repo.WriteFile(t, "image/Dockerfile", "FROM scratch\nCOPY hello.txt /hello.txt\n")
+		f.repo.Commit(t, "scratch")
+		args := f.buildArgs("refs/heads/main")
+		delete(args, "proxy_url")
+		delete(args, "revocation_endpoint")
+		f.startBuild(t, a, "OCIBUILD-5", args)
+		st, log := finishedBuild(t, a)
+		if st["build_status"] != "BuildStatus.OK" {
+			t.Fatalf("build_status = %v; log:\n%s", st["build_status"], log)
+		}
+		img := checkOCIResults(t, a, st)
+		if img.layers != 1 || len(img.files) != 1 || img.files["hello.txt"] != "hello from git\n" {
+			t.Errorf("want one layer holding hello.txt: %d layers, files %v", img.layers, img.files)
+		}
+		if strings.Contains(log, "--build-arg http_proxy") || strings.Contains(log, "docker.service.d") {
+			t.Errorf("a build without proxy_url has proxy settings; log:\n%s", log)
+		}
+		a.call(t, "clean")
+	})
 
 	t.Run("failing RUN is PACKAGEFAIL", func(t *testing.T) {
 		f.repo.WriteFile(t, "image/Dockerfile", "FROM scratch AS base\nADD base.tar /\nFROM base\nRUN cat /missing\n")
