@@ -150,3 +150,20 @@ func TestCIScanOutput(t *testing.T) {
 		})
 	}
 }
+
+// FuzzPrivateMirrorLine: whatever the configured URL, what is appended to
+// freshclam.conf is one PrivateMirror directive.
+func FuzzPrivateMirrorLine(f *testing.F) {
+	f.Add("http://clamav-database-mirror.lp.internal")
+	f.Add("http://m\nDatabaseCustomURL http://evil/x.hdb")
+	f.Add("https://10.10.10.1:8443/a b")
+	f.Fuzz(func(t *testing.T, u string) {
+		line, err := privateMirrorLine(u)
+		if err != nil {
+			return
+		}
+		if line != "PrivateMirror "+u+"\n" || strings.Count(line, "\n") != 1 || strings.Count(line, " ") != 1 || strings.ContainsRune(line, '\r') {
+			t.Fatalf("privateMirrorLine(%q) = %q", u, line)
+		}
+	})
+}
