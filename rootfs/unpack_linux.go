@@ -12,6 +12,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -109,7 +110,9 @@ func UnpackInRoot(ctx context.Context, r io.Reader, root *Root, opts UnpackOptio
 	return st, nil
 }
 
-var zeros = make([]byte, 1<<20)
+// zeros is what a run of zeros is compared with; made on first use, not at
+// start-up: a daemon that never unpacks should not hold (or scan) 1 MiB.
+var zeros = sync.OnceValue(func() []byte { return make([]byte, 1<<20) })
 
 type dirTime struct {
 	path  string
@@ -466,7 +469,7 @@ func (u *unpacker) file(tr *tar.Reader, h *tar.Header, pfd int, base string, uid
 	for i := 0; ; i++ {
 		n, rerr := io.ReadFull(tr, u.buf)
 		if n > 0 {
-			if n >= 4096 && bytes.Equal(u.buf[:n], zeros[:n]) {
+			if n >= 4096 && bytes.Equal(u.buf[:n], zeros()[:n]) {
 				if _, err := unix.Seek(fd, int64(n), io.SeekCurrent); err != nil {
 					return fmt.Errorf("member %q: seek: %w", h.Name, err)
 				}
