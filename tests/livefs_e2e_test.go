@@ -7,15 +7,16 @@ package tests
 // local apt archive served on the bridge (the container has no route out).
 // The stand-in's auto scripts record the environments lb config and lb
 // build gave them in livecd.<project>.build-info, so the test sees what
-// reached live-build.
+// reached live-build. The same agent also runs a snap build whose install
+// phase runs the stand-ins' loop-device probe: it works in the livefs
+// container only.
 
 import (
 	"bytes"
-	"crypto/sha1"
-	"encoding/hex"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -27,20 +28,56 @@ import (
 )
 
 const (
+	// livefsE2ESeries names the container lp-livefse2e-amd64, apart from
+	// the other e2e tests' (the series is only a name to live-build's
+	// config and to the container).
+	livefsE2ESeries   = "livefse2e"
 	livefsE2EInstance = "livefse2e"
 	livefsE2EProfile  = "buildd-agent-livefse2e"
+	// livefsE2EBridge and livefsE2EHost: the tests' own bridge. On the
+	// shared lpbuilddbr0 every e2e agent's container is 10.10.10.2, and
+	// two tests running at once make their apt downloads time out.
+	livefsE2EBridge = "lfse2ebr0"
+	livefsE2EHost   = "10.10.31.1"
 )
 
-func livefsE2EContainer() string { return "lp-" + snapE2ESeries + "-" + snapE2EArch }
+func livefsE2EContainer() string { return "lp-" + livefsE2ESeries + "-" + snapE2EArch }
 
 func livefsCleanupLXD() {
 	exec.Command("lxc", "delete", "--force", livefsE2EContainer()).Run()
 	exec.Command("lxc", "profile", "delete", livefsE2EProfile).Run()
 }
 
+// livefsBridge makes the tests' bridge as the agent would (it repairs it
+// to its own settings at start), so that the archives and the proxy can
+// listen on its address before the agent runs, and deletes it at the end.
+func livefsBridge(t *testing.T) {
+	t.Helper()
+	exec.Command("lxc", "network", "delete", livefsE2EBridge).Run() // a leftover
+	out, err := exec.Command("lxc", "network", "create", livefsE2EBridge, "ipv4.address="+livefsE2EHost+"/24",
+		"ipv4.nat=false", "ipv4.dhcp=false", "ipv6.address=none").CombinedOutput()
+	if err != nil {
+		t.Fatalf("lxc network create %s: %v\n%s", livefsE2EBridge, err, out)
+	}
+	t.Cleanup(func() { exec.Command("lxc", "network", "delete", livefsE2EBridge).Run() })
+}
+
 func writeLiveFSAgentConfig(t testing.TB, dir string, port, proxyPort int) string {
 	t.Helper()
-	return writeLXDAgentConfig(t, dir, snapE2EArch, port, proxyPort, livefsE2EProfile, fmt.Sprintf("instance = %q\n", livefsE2EInstance))
+	p := writeLXDAgentConfig(t, dir, snapE2EArch, port, proxyPort, livefsE2EProfile, fmt.Sprintf("instance = %q\n", livefsE2EInstance))
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared := "bridge = \"lpbuilddbr0\"\nsubnet = \"10.10.10.1/24\"\n"
+	if !bytes.Contains(b, []byte(shared)) {
+		t.Fatalf("%s does not set the bridge as expected:\n%s", p, b)
+	}
+	own := fmt.Sprintf("bridge = %q\nsubnet = %q\n", livefsE2EBridge, livefsE2EHost+"/24")
+	if err := os.WriteFile(p, bytes.Replace(b, []byte(shared), []byte(own), 1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 // livefsFixture: the agent, the chroot it is given, and the archive.
@@ -49,6 +86,10 @@ type livefsFixture struct {
 	chrootSHA1 string
 	archives   []any
 	keys       []any
+	// probeArchives and probeKeys hold only a "snapcraft" package whose
+	// postinst is the loop probe, for the snap build.
+	probeArchives []any
+	probeKeys     []any
 }
 
 func newLiveFSFixture(t *testing.T) *livefsFixture {
@@ -62,17 +103,22 @@ func newLiveFSFixture(t *testing.T) *livefsFixture {
 		http.ServeFile(w, r, chrootPath)
 	}))
 	t.Cleanup(chroot.Close)
+	livefsBridge(t)
 
-	deb := standins.LiveCDRootfsDeb(t, t.TempDir())
-	archive := aptarchive.Build(t, aptarchive.Options{Set: "livefs", Extra: []string{deb}})
-	url := archive.Serve(t, "10.10.10.1:0")
+	debs := t.TempDir()
+	extra := []string{standins.LiveCDRootfsDeb(t, debs), standins.UbuntuDefaultsBuilderDeb(t, debs)}
+	archive := aptarchive.Build(t, aptarchive.Options{Set: "livefs", Extra: extra})
+	url := archive.Serve(t, livefsE2EHost+":0")
 	f.archives = []any{archive.SourcesLine(url)}
 	f.keys = []any{archive.TrustedKey()}
+	probe := aptarchive.Build(t, aptarchive.Options{NoBase: true, Extra: []string{standins.LoopProbeDeb(t, debs, "snapcraft")}})
+	f.probeArchives = []any{probe.SourcesLine(probe.Serve(t, livefsE2EHost+":0"))}
+	f.probeKeys = []any{probe.TrustedKey()}
 
 	bin := snapE2EBinary(t)
 	a := &snapAgent{stateDir: t.TempDir(), output: &testenv.SyncBuffer{}, exited: make(chan struct{})}
 	port := snapFreePort(t, "127.0.0.1")
-	a.proxyPort = snapFreePort(t, "10.10.10.1")
+	a.proxyPort = snapFreePort(t, livefsE2EHost)
 	a.config = writeLiveFSAgentConfig(t, a.stateDir, port, a.proxyPort)
 	a.url = fmt.Sprintf("http://127.0.0.1:%d", port)
 	a.start(t, bin, livefsCleanupLXD)
@@ -88,7 +134,7 @@ func newLiveFSFixture(t *testing.T) *livefsFixture {
 // datestamp, archives) for project.
 func (f *livefsFixture) args(project string) map[string]any {
 	return map[string]any{
-		"series": snapE2ESeries, "arch_tag": snapE2EArch, "archive_private": false,
+		"series": livefsE2ESeries, "arch_tag": snapE2EArch, "archive_private": false,
 		"archives": f.archives, "trusted_keys": f.keys,
 		"project": project, "subproject": "minimized", "subarch": "generic", "pocket": "proposed",
 		"datestamp": "20140425-103800", "image_format": "ext4",
@@ -128,25 +174,18 @@ func TestLiveFSE2E(t *testing.T) {
 	a := f.agent
 
 	t.Run("build", func(t *testing.T) {
-		f.startBuild(t, "LIVEFSBUILD-1", f.args("ubuntu-cpc"))
+		args := f.args("ubuntu-cpc")
+		args["debug"] = true
+		f.startBuild(t, "LIVEFSBUILD-1", args)
 		st := a.waitState(t, "BuilderStatus.WAITING", 10*time.Minute)
 		log := string(a.fetch(t, "buildlog"))
 		if st["build_status"] != "BuildStatus.OK" {
 			t.Fatalf("build_status = %v; log:\n%s", st["build_status"], log)
 		}
-		filemap, _ := st["filemap"].(map[string]any)
 		if got := filemapNames(st); got != "livecd.ubuntu-cpc.build-info livecd.ubuntu-cpc.manifest livecd.ubuntu-cpc.squashfs" {
 			t.Fatalf("filemap %q; status %v; log:\n%s", got, st, log)
 		}
-		files := map[string][]byte{}
-		for name, sum := range filemap {
-			data := a.fetch(t, sum.(string))
-			h := sha1.Sum(data)
-			if hex.EncodeToString(h[:]) != sum {
-				t.Errorf("%s: content does not match its SHA-1 %s", name, sum)
-			}
-			files[name] = data
-		}
+		files := f.results(t, st)
 		if sq := files["livecd.ubuntu-cpc.squashfs"]; !bytes.HasPrefix(sq, []byte("hsqs")) {
 			t.Errorf("the squashfs result is not a squashfs (%d bytes)", len(sq))
 		}
@@ -154,7 +193,7 @@ func TestLiveFSE2E(t *testing.T) {
 		base := []string{"LANG=C.UTF-8", "SHELL=/bin/sh", "PROJECT=ubuntu-cpc", "ARCH=amd64", "SUBPROJECT=minimized",
 			"SUBARCH=generic", "CHANNEL=stable", "IMAGE_TARGETS=disk1 squashfs", "REPO_SNAPSHOT_STAMP=20240101T000000Z",
 			"SNAPSHOT_SERVICE_TIMESTAMP=20240102T030405Z", "COHORT_KEY=MSBcohort"}
-		configOnly := []string{"SUITE=bookworm", "NOW=20140425-103800", "IMAGEFORMAT=ext4", "PROPOSED=1",
+		configOnly := []string{"SUITE=livefse2e", "NOW=20140425-103800", "IMAGEFORMAT=ext4", "PROPOSED=1",
 			"EXTRA_PPAS=owner/ppa1 owner/ppa2", "EXTRA_SNAPS=lxd core22"}
 		config, build := section(info, "lb config"), section(info, "lb build")
 		for _, l := range append(append([]string(nil), base...), configOnly...) {
@@ -177,6 +216,15 @@ func TestLiveFSE2E(t *testing.T) {
 		}
 		if !section(info, "loop")["usable"] {
 			t.Errorf("no usable loop device in the livefs container:\n%s", info)
+		}
+		checkLoopProbe(t, "the livefs container", section(info, "loop-probe"), true)
+		checkDeviceNodes(t, section(info, "devices"), log)
+		// debug: buildlivefs's `set -x` in local/functions/debug.sh, which
+		// the stand-in sources as Ubuntu's live-build does.
+		for _, want := range []string{"RUN: mkdir -p local/functions", ">local/functions/debug.sh", "+ exec lb config noauto --distribution livefse2e --architectures amd64", "+ mksquashfs standin-root livecd.ubuntu-cpc.squashfs"} {
+			if !strings.Contains(log, want) {
+				t.Errorf("debug build's log lacks %q", want)
+			}
 		}
 		if t.Failed() {
 			t.Logf("build-info:\n%s\nlog:\n%s", info, log)
@@ -204,8 +252,15 @@ func TestLiveFSE2E(t *testing.T) {
 		if !strings.Contains(log, "Build failed: lb build failed with exit status 1") {
 			t.Errorf("log lacks the failure:\n%s", log)
 		}
+		if strings.Contains(log, "local/functions") || strings.Contains(log, "+ exec lb config") {
+			t.Errorf("a build without debug traces its shell:\n%s", log)
+		}
 		a.call(t, "clean")
 	})
+
+	t.Run("locale", func(t *testing.T) { f.testLocale(t) })
+
+	t.Run("snap build has no loop device", func(t *testing.T) { f.testSnapNoLoop(t) })
 
 	t.Run("abort during lb build", func(t *testing.T) {
 		f.startBuild(t, "LIVEFSBUILD-3", f.args("standin-hang"))
