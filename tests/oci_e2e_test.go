@@ -245,6 +245,11 @@ type ociImage struct {
 	layers int
 	// files are the layers' files, later layers over earlier ones.
 	files map[string]string
+	// config and layerFiles name the config and the .tar.gz layers in
+	// order; blobs holds each as fetched.
+	config     string
+	layerFiles []string
+	blobs      map[string][]byte
 }
 
 // checkOCIResults fetches the results as buildd-manager's _downloadFiles
@@ -255,6 +260,7 @@ type ociImage struct {
 func checkOCIResults(t *testing.T, a *snapAgent, st map[string]any) ociImage {
 	t.Helper()
 	filemap := st["filemap"].(map[string]any)
+	blobs := map[string][]byte{}
 	get := func(name string) []byte {
 		t.Helper()
 		sha1, ok := filemap[name].(string)
@@ -265,6 +271,7 @@ func checkOCIResults(t *testing.T, a *snapAgent, st map[string]any) ociImage {
 		if snapSHA1Hex(data) != sha1 {
 			t.Fatalf("%s does not hash to its filemap SHA-1", name)
 		}
+		blobs[name] = data
 		return data
 	}
 	// buildd-manager's _downloadFiles: manifest, digests, each config,
@@ -298,6 +305,7 @@ func checkOCIResults(t *testing.T, a *snapAgent, st map[string]any) ociImage {
 		t.Fatalf("diff_ids %v, manifest layers %v, digests.json %v do not match", config.RootFS.DiffIDs, manifest[0].Layers, digests[0])
 	}
 	all := map[string]string{}
+	var layerFiles []string
 	for i, diffID := range config.RootFS.DiffIDs {
 		d, ok := digests[0][diffID]
 		if !ok {
@@ -307,6 +315,7 @@ func checkOCIResults(t *testing.T, a *snapAgent, st map[string]any) ociImage {
 			t.Errorf("layer %d: layer_id %q, manifest says %q", i, d.LayerID, want)
 		}
 		gz := get(d.LayerID + ".tar.gz")
+		layerFiles = append(layerFiles, d.LayerID+".tar.gz")
 		if d.Digest != sha256HexOf(gz) || d.Source != "" {
 			t.Errorf("layer %d: digest %q source %q, the .tar.gz's sha256 is %s", i, d.Digest, d.Source, sha256HexOf(gz))
 		}
@@ -318,7 +327,34 @@ func checkOCIResults(t *testing.T, a *snapAgent, st map[string]any) ociImage {
 			all[n] = c
 		}
 	}
-	return ociImage{labels: config.Config.Labels, layers: len(config.RootFS.DiffIDs), files: all}
+	return ociImage{labels: config.Config.Labels, layers: len(config.RootFS.DiffIDs), files: all,
+		config: manifest[0].Config, layerFiles: layerFiles, blobs: blobs}
+}
+
+// dockerArchive is what `docker load` reads made from the results only:
+// the config, the .tar.gz layers (docker load decompresses them) and a
+// manifest naming them, tagged tag.
+func (img ociImage) dockerArchive(t *testing.T, tag string) []byte {
+	t.Helper()
+	manifest, err := json.Marshal([]map[string]any{{"Config": img.config, "RepoTags": []string{tag}, "Layers": img.layerFiles}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	add := func(name string, data []byte) {
+		tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(data)), Typeflag: tar.TypeReg})
+		tw.Write(data)
+	}
+	add(img.config, img.blobs[img.config])
+	for _, l := range img.layerFiles {
+		add(l, img.blobs[l])
+	}
+	add("manifest.json", manifest)
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }
 
 // TestOCIE2E: a good image build, then a failing one and an abort during
@@ -449,6 +485,37 @@ LABEL greeting=$GREETING
 		}
 		if snapContainerExists(ociE2EContainer()) {
 			t.Errorf("container left after abort")
+		}
+		a.call(t, "clean")
+	})
+
+	// Last: fast_cleanup leaves the container, whose docker then loads
+	// the image made from what the filemap holds and runs it.
+	t.Run("the image from the filemap loads into docker and runs", func(t *testing.T) {
+		f.repo.WriteFile(t, "image/Dockerfile", "FROM scratch AS base\nADD base.tar /\nFROM base\nARG GREETING\nCOPY hello.txt /hello.txt\nRUN echo \"$GREETING\" > /greeting.txt\n")
+		f.repo.Commit(t, "loadable")
+		args := f.buildArgs("refs/heads/main")
+		args["fast_cleanup"] = true
+		f.startBuild(t, a, "OCIBUILD-6", args)
+		st, log := finishedBuild(t, a)
+		if st["build_status"] != "BuildStatus.OK" {
+			t.Fatalf("build_status = %v; log:\n%s", st["build_status"], log)
+		}
+		img := checkOCIResults(t, a, st)
+		p := filepath.Join(t.TempDir(), "filemap.docker.tar")
+		if err := os.WriteFile(p, img.dockerArchive(t, "fromfilemap:latest"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		c := ociE2EContainer()
+		if out, err := exec.Command("lxc", "file", "push", p, c+"/root/filemap.docker.tar").CombinedOutput(); err != nil {
+			t.Fatalf("lxc file push: %v\n%s", err, out)
+		}
+		// The built image is removed first: only the loaded one can run.
+		script := "docker rmi -f hello >/dev/null && docker load -i /root/filemap.docker.tar && " +
+			"docker run --rm --network none fromfilemap cat /hello.txt /greeting.txt"
+		got, err := exec.Command("lxc", "exec", c, "--", "sh", "-c", script).CombinedOutput()
+		if err != nil || !strings.HasSuffix(string(got), "hello from git\nhello from build_args\n") {
+			t.Errorf("docker load and run: %v\n%s", err, got)
 		}
 		a.call(t, "clean")
 	})
