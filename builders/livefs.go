@@ -241,8 +241,9 @@ func (m *LiveFSManager) install(ctx context.Context, b *ContainerBuild) *Failure
 		}
 	}
 	// The reference installs the hello snap to get past snapd's first-use
-	// udev race and ignores any failure of it.
-	if f := b.Run(ctx, BuildPackageFail, target.Command{Args: []string{"snap", "install", "hello"}}); f != nil {
+	// udev race (its LXD backend tries any snap install three times) and
+	// ignores any failure of it.
+	if f := snapInstall(ctx, b, "hello"); f != nil {
 		if f.Status == BuildAborted {
 			return f
 		}

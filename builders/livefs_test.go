@@ -160,6 +160,7 @@ func TestLiveFSFailures(t *testing.T) {
 		{"create", func(ft *fakeTarget, _ *fakeEnv) { ft.errs["create"] = errFake }, BuildChrootFail, "cannot create the target"},
 		{"install exits", failArgv("apt-get", fakeRun{code: 100}), BuildPackageFail, "Install failed: apt-get -y install livecd-rootfs"},
 		{"hello snap ignored", failArgv("snap", fakeRun{err: errFake}), BuildOK, "Unable to install the \"hello\" snap"},
+		{"hello snap fails three times, ignored", failArgv("snap", fakeRun{code: 1}), BuildOK, "Unable to install the \"hello\" snap"},
 		{"lb config exits", failArgv("lb config", fakeRun{code: 1}), BuildPackageFail, "Build failed: lb config failed with exit status 1"},
 		{"lb build exits", failArgv("lb build", fakeRun{code: 2}), BuildPackageFail, "Build failed: lb build failed with exit status 2"},
 		{"lb cannot run", failArgv("lb build", fakeRun{err: errFake}), BuildBuilderFail, "cannot run lb"},
@@ -168,9 +169,20 @@ func TestLiveFSFailures(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, fe, res := runLiveFS(t, base, tt.prep)
+			ft, fe, res := runLiveFS(t, base, tt.prep)
 			if res.Status != tt.want {
 				t.Errorf("status %s, want %s\n%s", res.Status, tt.want, fe.logText())
+			}
+			if strings.HasPrefix(tt.name, "hello snap fails") {
+				n := 0
+				for _, a := range ft.argvs() {
+					if a == "snap install hello" {
+						n++
+					}
+				}
+				if n != snapInstallAttempts {
+					t.Errorf("snap install hello tried %d times, want %d", n, snapInstallAttempts)
+				}
 			}
 			if !strings.Contains(fe.logText(), tt.log) {
 				t.Errorf("log lacks %q:\n%s", tt.log, fe.logText())
