@@ -1,5 +1,6 @@
-// Package standins holds the test stand-ins for `snap`, `snapcraft` and
-// the craft tools `charmcraft`, `rockcraft` and `sourcecraft` (POSIX shell
+// Package standins holds the test stand-ins for `snap`, `snapcraft`, the
+// ci build's `lpci` and `lxd` (ci.go, which also gives the image the buildd
+// account), and the craft tools `charmcraft`, `rockcraft` and `sourcecraft` (POSIX shell
 // scripts, see their headers; the three craft tools are one script,
 // craftpack) and makes the end-to-end tests' chroot tarball:
 // testenv.ChrootTarball's debootstrap chroot with the stand-ins added
@@ -67,6 +68,8 @@ func Files() (map[string][]byte, error) {
 	files := map[string][]byte{
 		"usr/local/bin/snap":      Snap,
 		"usr/local/bin/snapcraft": Snapcraft,
+		"usr/local/bin/lpci":      LPCI,
+		"usr/local/bin/lxd":       LXD,
 	}
 	for _, t := range CraftTools {
 		files["usr/local/bin/"+t] = CraftPack
@@ -105,6 +108,9 @@ func TestChroot(t testing.TB) string {
 func build(base string) (string, error) {
 	files, err := Files()
 	if err != nil {
+		return "", err
+	}
+	if err := builddAccount(base, files); err != nil {
 		return "", err
 	}
 	key, err := cacheKey(base, files)
