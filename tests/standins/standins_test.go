@@ -78,7 +78,8 @@ func TestAppend(t *testing.T) {
 		}
 	}
 	want := "chroot-autobuild/ chroot-autobuild/usr/bin/ping chroot-autobuild/etc/zeros chroot-autobuild/etc/systemd/system/snapd.service " +
-		"chroot-autobuild/usr/local/bin/charmcraft chroot-autobuild/usr/local/bin/rockcraft chroot-autobuild/usr/local/bin/snap " +
+		"chroot-autobuild/usr/local/bin/charmcraft chroot-autobuild/usr/local/bin/lpci chroot-autobuild/usr/local/bin/lxd " +
+		"chroot-autobuild/usr/local/bin/rockcraft chroot-autobuild/usr/local/bin/snap " +
 		"chroot-autobuild/usr/local/bin/snapcraft chroot-autobuild/usr/local/bin/sourcecraft chroot-autobuild/usr/local/bin/xz chroot-autobuild/usr/local/bin/zip"
 	if got := strings.Join(names, " "); got != want {
 		t.Errorf("members = %s\nwant      %s", got, want)
