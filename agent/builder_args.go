@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 )
@@ -162,7 +163,7 @@ func pyRepr(s string) string {
 // Secrets in build arguments are masked in the build log before the build
 // writes anything.
 
-var urlPassword = regexp.MustCompile(`://[^:@/\s]*:([^:@/\s]+)@`)
+var urlPassword = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`://[^:@/\s]*:([^:@/\s]+)@`) })
 
 func isSecretKey(k string) bool {
 	k = strings.ToLower(k)
@@ -189,7 +190,7 @@ func collectSecrets(args map[string]any) []string {
 			if sensitive {
 				add(x)
 			}
-			for _, m := range urlPassword.FindAllStringSubmatch(x, -1) {
+			for _, m := range urlPassword().FindAllStringSubmatch(x, -1) {
 				add(m[1])
 				if dec, err := url.PathUnescape(m[1]); err == nil {
 					add(dec)

@@ -41,13 +41,14 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/buildd-agent/buildd-agent/builders/debian"
 )
 
 var (
-	suiteName   = regexp.MustCompile(`^[a-z0-9][a-z0-9.+-]{0,63}$`)
-	controlWord = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+	suiteName   = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9][a-z0-9.+-]{0,63}$`) })
+	controlWord = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`) })
 )
 
 func init() {
@@ -82,11 +83,11 @@ func ParseBinaryPackageArgs(args map[string]any) (BinaryPackageArgs, error) {
 	// sbuild does.
 	p.String("launchpad_instance")
 	p.String("launchpad_server_url")
-	if a.Suite != "" && !suiteName.MatchString(a.Suite) {
+	if a.Suite != "" && !suiteName().MatchString(a.Suite) {
 		p.Fail("suite", "must be a suite name like \"noble-updates\"")
 	}
 	for name, v := range map[string]string{"ogrecomponent": a.Component, "archive_purpose": a.ArchivePurpose} {
-		if v != "" && !controlWord.MatchString(v) {
+		if v != "" && !controlWord().MatchString(v) {
 			p.Fail(name, "must be one word of letters, digits, '-', '_' or '.', not %q", v)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -223,10 +224,10 @@ func (p *ArgParser) Reject(name, reason string) {
 
 var (
 	// seriesName and archName end up in container and image names.
-	seriesName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
-	archName   = regexp.MustCompile(`^[a-z0-9][a-z0-9]{0,15}$`)
+	seriesName = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`) })
+	archName   = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9][a-z0-9]{0,15}$`) })
 	// snapName is snapd's rule for snap names (plus the store's length cap).
-	snapName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,39}$`)
+	snapName = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,39}$`) })
 )
 
 // PathComponent returns a required argument used as one path component
@@ -274,10 +275,10 @@ func ParseCommonArgs(p *ArgParser) CommonArgs {
 		Archives:       p.StringList("archives"),
 		TrustedKeys:    p.StringList("trusted_keys"),
 	}
-	if c.Series != "" && !seriesName.MatchString(c.Series) {
+	if c.Series != "" && !seriesName().MatchString(c.Series) {
 		p.Fail("series", "must be a series name like \"noble\" (lower-case letters, digits, '-')")
 	}
-	if c.ArchTag != "" && !archName.MatchString(c.ArchTag) {
+	if c.ArchTag != "" && !archName().MatchString(c.ArchTag) {
 		p.Fail("arch_tag", "must be an architecture tag like \"amd64\"")
 	}
 	switch c.ImageType {

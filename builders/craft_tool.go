@@ -152,7 +152,7 @@ func vcsDep(branch string) string {
 // checkSnapChannels checks a channels argument: snap names to channels.
 func checkSnapChannels(p *ArgParser, channels map[string]string) {
 	for snap, channel := range channels {
-		if !snapName.MatchString(snap) {
+		if !snapName().MatchString(snap) {
 			p.Fail("channels", "%q is not a snap name", snap)
 		}
 		if channel == "" || strings.ContainsAny(channel, " \t\n\r") || strings.HasPrefix(channel, "-") {

@@ -10,6 +10,7 @@ package builders
 import (
 	"regexp"
 	"strings"
+	"sync"
 )
 
 // PotConfigFile is a build file (configure.ac, Makefile.in.in, Makevars)
@@ -81,8 +82,8 @@ func (c PotConfigFile) acPackageName() (string, bool) {
 }
 
 var (
-	autoconfSubst = regexp.MustCompile(`@([^@]+)@`)
-	makefileSubst = regexp.MustCompile(`\$\(?([^\s\)]+)\)?`)
+	autoconfSubst = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`@([^@]+)@`) })
+	makefileSubst = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`\$\(?([^\s\)]+)\)?`) })
 )
 
 // potSubstitution is one substitution found in a variable's value.
@@ -93,9 +94,9 @@ type potSubstitution struct {
 }
 
 func findPotSubstitution(text string) (potSubstitution, bool) {
-	m := autoconfSubst.FindStringSubmatch(text)
+	m := autoconfSubst().FindStringSubmatch(text)
 	if m == nil {
-		m = makefileSubst.FindStringSubmatch(text)
+		m = makefileSubst().FindStringSubmatch(text)
 	}
 	if m == nil {
 		return potSubstitution{}, false

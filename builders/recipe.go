@@ -40,6 +40,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/buildd-agent/buildd-agent/builders/debian"
 	"github.com/buildd-agent/buildd-agent/builders/target"
@@ -75,7 +76,7 @@ type RecipeArgs struct {
 
 // recipeToken: what goes into /CurrentlyBuilding and the changelog's
 // distribution must be one plain word.
-var recipeToken = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9.+_-]{0,63}$`)
+var recipeToken = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9.+_-]{0,63}$`) })
 
 // ParseRecipeArgs validates a recipe build's arguments.
 func ParseRecipeArgs(args map[string]any) (RecipeArgs, error) {
@@ -96,7 +97,7 @@ func ParseRecipeArgs(args map[string]any) (RecipeArgs, error) {
 	a.Git = p.Bool("git")
 	for name, v := range map[string]string{"suite": a.Suite, "ogrecomponent": a.Component,
 		"archive_purpose": a.ArchivePurpose, "distroseries_name": a.DistroSeriesName} {
-		if v != "" && !recipeToken.MatchString(v) {
+		if v != "" && !recipeToken().MatchString(v) {
 			p.Fail(name, "must be one word of letters, digits and .+_-")
 		}
 	}
@@ -176,12 +177,14 @@ type recipeOutcome struct {
 }
 
 // recipeDepWait is the reference's dep-wait pattern over the build log.
-var recipeDepWait = regexp.MustCompile(`(?m)The following packages have unmet dependencies:\n.*: Depends: ([^ ]*( \([^)]*\))?)`)
+var recipeDepWait = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`(?m)The following packages have unmet dependencies:\n.*: Depends: ([^ ]*( \([^)]*\))?)`)
+})
 
 // RecipeMissingDependency finds the missing dependency in apt-get
 // build-dep's output, as the reference does in the build log.
 func RecipeMissingDependency(log []byte) (string, bool) {
-	m := recipeDepWait.FindSubmatch(log)
+	m := recipeDepWait().FindSubmatch(log)
 	if m == nil {
 		return "", false
 	}
@@ -208,7 +211,7 @@ func (m *RecipeManager) build(ctx context.Context, b *ContainerBuild, res *recip
 		return b.ctxFail(ctx, BuildBuilderFail, "lsb_release -r -s failed (exit status %d): %v", code, err)
 	}
 	version := strings.TrimRight(out, "\n")
-	if !recipeToken.MatchString(version) {
+	if !recipeToken().MatchString(version) {
 		return Fail(BuildBuilderFail, "lsb_release -r -s printed %q, not a release number", version)
 	}
 
@@ -341,7 +344,7 @@ func recipePackageName(ctx context.Context, b *ContainerBuild, srcDir string) (s
 	}
 	line, _, _ := strings.Cut(first.String(), "\n")
 	name, _, _ := strings.Cut(line, " ")
-	if !recipeToken.MatchString(name) {
+	if !recipeToken().MatchString(name) {
 		return "", fmt.Errorf("debian/changelog does not start with a source package name: %q", line)
 	}
 	return name, nil

@@ -332,7 +332,7 @@ func FuzzParseRecipeArgs(f *testing.F) {
 			return
 		}
 		for _, v := range []string{a.Suite, a.Component, a.ArchivePurpose} {
-			if !recipeToken.MatchString(v) {
+			if !recipeToken().MatchString(v) {
 				t.Fatalf("accepted %q", v)
 			}
 		}

@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -22,7 +23,7 @@ import (
 	"github.com/buildd-agent/buildd-agent/rootfs"
 )
 
-var sha1Name = regexp.MustCompile(`^[0-9a-f]{40}$`)
+var sha1Name = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[0-9a-f]{40}$`) })
 
 func init() { RegisterSweeper("sbuild-chroots", sweepSbuildChroots) }
 
@@ -51,7 +52,7 @@ func SbuildChrootDir(stateDir string) string { return filepath.Join(stateDir, "s
 // ensureSbuildChroot returns the repacked tarball of img, making it if
 // needed. Concurrent callers for the same chroot wait for one repack.
 func ensureSbuildChroot(ctx context.Context, cfg ManagerConfig, img target.Image, log io.Writer) (string, error) {
-	if !sha1Name.MatchString(img.SHA1) {
+	if !sha1Name().MatchString(img.SHA1) {
 		return "", fmt.Errorf("cannot use chroot %q: not a SHA-1", img.SHA1)
 	}
 	if cfg.StateDir == "" {
@@ -127,7 +128,7 @@ func pruneSbuildChroots(cfg ManagerConfig) {
 	var all []cached
 	for _, e := range ents {
 		name := e.Name()
-		if !strings.HasSuffix(name, ".tar") || !sha1Name.MatchString(strings.TrimSuffix(name, ".tar")) {
+		if !strings.HasSuffix(name, ".tar") || !sha1Name().MatchString(strings.TrimSuffix(name, ".tar")) {
 			continue
 		}
 		info, err := e.Info()

@@ -88,7 +88,7 @@ func ParseSnapArgs(args map[string]any) (SnapArgs, error) {
 	a.FetchService = parseFetchService(p, args)
 	checkSnapChannels(p, a.Channels)
 	for i, arch := range a.TargetArchitectures {
-		if !archName.MatchString(arch) {
+		if !archName().MatchString(arch) {
 			p.Fail("target_architectures", "element %d (%q) is not an architecture tag", i, arch)
 		}
 	}

@@ -185,8 +185,8 @@ func (w want) String() string {
 	return "commit " + w.hash.String()
 }
 
-var fullSHARE = regexp.MustCompile(`^[0-9a-fA-F]{40}$`)
-var abbrevSHARE = regexp.MustCompile(`^[0-9a-fA-F]{7,39}$`)
+var fullSHARE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[0-9a-fA-F]{40}$`) })
+var abbrevSHARE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[0-9a-fA-F]{7,39}$`) })
 
 // listRefs asks the server for its refs (with retries).
 func (r *run) listRefs(ctx context.Context, repoURL string) (map[plumbing.ReferenceName]*plumbing.Reference, error) {
@@ -235,7 +235,7 @@ func resolve(path string, refs map[plumbing.ReferenceName]*plumbing.Reference) (
 			}
 		}
 		return want{kind: kindCommit, hash: head.Hash()}, nil
-	case fullSHARE.MatchString(path):
+	case fullSHARE().MatchString(path):
 		return want{kind: kindCommit, hash: plumbing.NewHash(strings.ToLower(path))}, nil
 	case strings.HasPrefix(path, "refs/heads/") || strings.HasPrefix(path, "refs/tags/"):
 		name := plumbing.ReferenceName(path)
@@ -255,7 +255,7 @@ func resolve(path string, refs map[plumbing.ReferenceName]*plumbing.Reference) (
 	if t := plumbing.NewTagReferenceName(path); refs[t] != nil {
 		return want{kind: kindTag, ref: t}, nil
 	}
-	if abbrevSHARE.MatchString(path) {
+	if abbrevSHARE().MatchString(path) {
 		return want{}, fmt.Errorf("git_path %q is no branch or tag, and abbreviated commit SHAs are not supported: %w", path, ErrUnknownRef)
 	}
 	return want{}, fmt.Errorf("git_path %q is neither a branch, a tag nor a commit: %w", path, ErrUnknownRef)
@@ -487,7 +487,7 @@ func (r *run) checkout(ctx context.Context, src Source, dir string, depth int) (
 	}
 	var also plumbing.Hash
 	if src.Commit != "" {
-		if !fullSHARE.MatchString(src.Commit) {
+		if !fullSHARE().MatchString(src.Commit) {
 			return "", fmt.Errorf("commit %q is not a full SHA: %w", src.Commit, ErrUnknownRef)
 		}
 		also = plumbing.NewHash(strings.ToLower(src.Commit))

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/buildd-agent/buildd-agent/internal/redact"
@@ -37,7 +38,7 @@ var sentinels = []error{
 
 // userinfoRE matches the user:password@ of a URL the way the reference's
 // build-log sanitiser does (lpbuildd/util.py), and also a bare user@ .
-var userinfoRE = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]*@`)
+var userinfoRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]*@`) })
 
 // sanitizer removes credentials from text that may contain URLs.
 type sanitizer struct{ secrets []string }
@@ -72,7 +73,7 @@ func (s *sanitizer) add(secret string) {
 
 // clean makes msg one line without credentials.
 func (s *sanitizer) clean(msg string) string {
-	msg = redact.String(userinfoRE.ReplaceAllString(msg, "$1"))
+	msg = redact.String(userinfoRE().ReplaceAllString(msg, "$1"))
 	for _, sec := range s.secrets {
 		msg = strings.ReplaceAll(msg, sec, "<redacted>")
 	}
@@ -85,7 +86,7 @@ func (s *sanitizer) clean(msg string) string {
 // that leaves (token-like query values, the userinfo of a URL whose
 // password holds a raw "/").
 func redactURL(raw string) string {
-	return redact.String(userinfoRE.ReplaceAllString(raw, "$1"))
+	return redact.String(userinfoRE().ReplaceAllString(raw, "$1"))
 }
 
 // wrapError turns any error into a sanitised one-line checkoutError that

@@ -40,7 +40,7 @@ func debarchTuple(arch string) ([4]string, bool) {
 	if rest, ok := strings.CutPrefix(arch, "linux-"); ok {
 		arch, _, _ = strings.Cut(rest, "-")
 	}
-	t, ok := archTuples[arch]
+	t, ok := archTuples()[arch]
 	if !ok {
 		return [4]string{}, false
 	}

@@ -15,18 +15,22 @@ import (
 // turned into a pointer, which on 64-bit architectures truncates the
 // function's (int) return value.
 var (
-	implicitRE = regexp.MustCompile(`^([^:]*):(\d+):(\d+:)? warning: implicit declaration ` +
-		"of function [`']([^']*)'")
-	pointerRE = regexp.MustCompile(`^([^:]*):(\d+):(\d+:)? warning: ` +
-		`(` +
-		`(assignment` +
-		`|initialization` +
-		`|return` +
-		"|passing arg \\d+ of `[^']*'" +
-		`|passing arg \d+ of pointer to function` +
-		`) makes pointer from integer without a cast` +
-		`|` +
-		`cast to pointer from integer of different size)`)
+	implicitRE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^([^:]*):(\d+):(\d+:)? warning: implicit declaration ` +
+			"of function [`']([^']*)'")
+	})
+	pointerRE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^([^:]*):(\d+):(\d+:)? warning: ` +
+			`(` +
+			`(assignment` +
+			`|initialization` +
+			`|return` +
+			"|passing arg \\d+ of `[^']*'" +
+			`|passing arg \d+ of pointer to function` +
+			`) makes pointer from integer without a cast` +
+			`|` +
+			`cast to pointer from integer of different size)`)
+	})
 )
 
 var (
@@ -160,14 +164,14 @@ func (f *ImplicitPointerFilter) endLine() error {
 		return nil
 	}
 	if maybeImplicit {
-		if m := implicitRE.FindSubmatch(line); m != nil {
+		if m := implicitRE().FindSubmatch(line); m != nil {
 			f.lastFile = append(f.lastFile[:0], m[1]...)
 			f.lastLine = normaliseNumber(m[2])
 			f.lastFunc = append(f.lastFunc[:0], m[4]...)
 			return nil
 		}
 	}
-	m := pointerRE.FindSubmatch(line)
+	m := pointerRE().FindSubmatch(line)
 	if m == nil || f.lastLine == "" || !bytes.Equal(m[1], f.lastFile) || normaliseNumber(m[2]) != f.lastLine {
 		return nil
 	}

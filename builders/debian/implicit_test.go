@@ -20,25 +20,25 @@ func TestImplicitPointerRegexes(t *testing.T) {
 		re   *regexp.Regexp
 		line string
 	}{
-		{pointerRE, "/build/buildd/gtk+3.0-3.0.0/./gtk/ubuntumenuproxymodule.c:94: warning: assignment makes pointer from integer without a cast"},
-		{pointerRE, "/build/buildd/gtk+3.0-3.0.0/./gtk/ubuntumenuproxymodule.c:94:7: warning: assignment makes pointer from integer without a cast"},
-		{pointerRE, "a.c:1: warning: initialization makes pointer from integer without a cast"},
-		{pointerRE, "a.c:1: warning: return makes pointer from integer without a cast"},
-		{pointerRE, "a.c:1: warning: passing arg 2 of `strcpy' makes pointer from integer without a cast"},
-		{pointerRE, "a.c:1: warning: passing arg 2 of pointer to function makes pointer from integer without a cast"},
-		{pointerRE, "a.c:1:2: warning: cast to pointer from integer of different size"},
-		{implicitRE, "/build/buildd/gtk+3.0-3.0.0/./gtk/ubuntumenuproxymodule.c:94: warning: implicit declaration of function 'foo'"},
-		{implicitRE, "/build/buildd/gtk+3.0-3.0.0/./gtk/ubuntumenuproxymodule.c:94:7: warning: implicit declaration of function 'foo'"},
-		{implicitRE, "a.c:94:7: warning: implicit declaration of function `foo'"},
+		{pointerRE(), "/build/buildd/gtk+3.0-3.0.0/./gtk/ubuntumenuproxymodule.c:94: warning: assignment makes pointer from integer without a cast"},
+		{pointerRE(), "/build/buildd/gtk+3.0-3.0.0/./gtk/ubuntumenuproxymodule.c:94:7: warning: assignment makes pointer from integer without a cast"},
+		{pointerRE(), "a.c:1: warning: initialization makes pointer from integer without a cast"},
+		{pointerRE(), "a.c:1: warning: return makes pointer from integer without a cast"},
+		{pointerRE(), "a.c:1: warning: passing arg 2 of `strcpy' makes pointer from integer without a cast"},
+		{pointerRE(), "a.c:1: warning: passing arg 2 of pointer to function makes pointer from integer without a cast"},
+		{pointerRE(), "a.c:1:2: warning: cast to pointer from integer of different size"},
+		{implicitRE(), "/build/buildd/gtk+3.0-3.0.0/./gtk/ubuntumenuproxymodule.c:94: warning: implicit declaration of function 'foo'"},
+		{implicitRE(), "/build/buildd/gtk+3.0-3.0.0/./gtk/ubuntumenuproxymodule.c:94:7: warning: implicit declaration of function 'foo'"},
+		{implicitRE(), "a.c:94:7: warning: implicit declaration of function `foo'"},
 	} {
 		if !c.re.MatchString(c.line) {
 			t.Errorf("%v does not match %q", c.re, c.line)
 		}
 	}
-	if implicitRE.MatchString("a.c: warning: implicit declaration of function 'foo'") {
+	if implicitRE().MatchString("a.c: warning: implicit declaration of function 'foo'") {
 		t.Error("matched without a line number")
 	}
-	if pointerRE.MatchString("a.c:1: error: assignment makes pointer from integer without a cast") {
+	if pointerRE().MatchString("a.c:1: error: assignment makes pointer from integer without a cast") {
 		t.Error("matched an error")
 	}
 }
@@ -230,7 +230,7 @@ func TestImplicitPointerFilterReference(t *testing.T) {
 	if err != nil {
 		t.Fatalf("python3: %v", err)
 	}
-	ours := strings.TrimPrefix(implicitRE.String(), "^") + "\n" + strings.TrimPrefix(pointerRE.String(), "^") + "\n"
+	ours := strings.TrimPrefix(implicitRE().String(), "^") + "\n" + strings.TrimPrefix(pointerRE().String(), "^") + "\n"
 	if string(pats) != ours {
 		t.Errorf("patterns differ:\n ours %q\n  ref %q", ours, pats)
 	}

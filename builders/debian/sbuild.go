@@ -7,6 +7,7 @@ import (
 	"io"
 	"regexp"
 	"strings"
+	"sync"
 )
 
 // Build statuses, the suffixes of launchpad-buildd's BuildStatus values.
@@ -59,18 +60,22 @@ const (
 var (
 	givenBackPattern    = &logPattern{lineStart: "E: There are problems and -y was used without --force-yes"}
 	maybeDepFailPattern = &logPattern{
-		re: regexp.MustCompile(`(?ms)` + unmetHeaderRE +
-			`.* Depends: [^ ]*( \([^)]*\))? (` + strings.Join(aptDubiousDepPatterns, "|") + `)\n`),
+		re: sync.OnceValue(func() *regexp.Regexp {
+			return regexp.MustCompile(`(?ms)` + unmetHeaderRE +
+				`.* Depends: [^ ]*( \([^)]*\))? (` + strings.Join(aptDubiousDepPatterns, "|") + `)\n`)
+		}),
 		endings: []string{"but it is not installed\n", "but it is not going to be installed\n"},
 	}
 	depFailPattern = &logPattern{
-		re: regexp.MustCompile(`(?ms)` + unmetHeaderRE +
-			`.* Depends: (?P<p>[^ ]*( \([^)]*\))?) (` + strings.Join(aptMissingDepPatterns, "|") + `)\n`),
+		re: sync.OnceValue(func() *regexp.Regexp {
+			return regexp.MustCompile(`(?ms)` + unmetHeaderRE +
+				`.* Depends: (?P<p>[^ ]*( \([^)]*\))?) (` + strings.Join(aptMissingDepPatterns, "|") + `)\n`)
+		}),
 		endings: []string{" is to be installed\n", " is installed\n", "but it is not installable\n", "but it is a virtual package\n"},
 	}
 	toolchainStopPattern = &logPattern{lineStart: "Toolchain package versions:"}
-	failStageDepsRE      = regexp.MustCompile(`(?m)^Fail-Stage: install-deps$`)
-	depFailGroupP        = depFailPattern.re.SubexpIndex("p")
+	failStageDepsRE      = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?m)^Fail-Stage: install-deps$`) })
+	depFailGroupP        = sync.OnceValue(func() int { return depFailPattern.re().SubexpIndex("p") })
 )
 
 const (
@@ -86,7 +91,7 @@ const (
 // " Depends: " and one of endings, or re cannot match.
 type logPattern struct {
 	lineStart string
-	re        *regexp.Regexp
+	re        func() *regexp.Regexp // compiled on first use (sync.OnceValue)
 	endings   []string
 }
 
@@ -125,7 +130,7 @@ func (p *logPattern) find(window []byte) [][]byte {
 	if !ending {
 		return nil
 	}
-	return p.re.FindSubmatch(window[h:])
+	return p.re().FindSubmatch(window[h:])
 }
 
 // Analysis is the outcome of an sbuild run.
@@ -180,7 +185,7 @@ func AnalyseSbuild(exitCode int, log io.ReaderAt, logSize int64, buildDeps func(
 	if err != nil {
 		return Analysis{Status: StatusBuilderFail, Notes: []string{"Cannot read the build log: " + err.Error()}}
 	}
-	if failStageDepsRE.Match(tail) {
+	if failStageDepsRE().Match(tail) {
 		patterns = append(patterns, maybeDepFailPattern, depFailPattern)
 	}
 	m, err := searchLog(log, logSize, patterns, []*logPattern{toolchainStopPattern})
@@ -217,7 +222,7 @@ func AnalyseSbuild(exitCode int, log io.ReaderAt, logSize int64, buildDeps func(
 		}
 		return Analysis{Status: StatusDepFail, Dependencies: missing}
 	default: // depFailPattern
-		raw := strings.ToValidUTF8(string(m.groups[depFailGroupP]), "\uFFFD")
+		raw := strings.ToValidUTF8(string(m.groups[depFailGroupP()]), "\uFFFD")
 		rels, err := ParseRelations(raw)
 		if err != nil {
 			return failed(err)

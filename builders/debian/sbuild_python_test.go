@@ -112,7 +112,7 @@ func pythonPatternSource(p *logPattern) (string, bool) {
 	if p.re == nil {
 		return "^" + regexp.QuoteMeta(p.lineStart), false
 	}
-	return strings.TrimPrefix(p.re.String(), "(?ms)"), true
+	return strings.TrimPrefix(p.re().String(), "(?ms)"), true
 }
 
 // TestSearchLogPython runs searchLog and the Fail-Stage tail check, and
@@ -210,7 +210,7 @@ func TestSearchLogPython(t *testing.T) {
 			}
 		}
 		tail, _ := readTail(bytes.NewReader(log), int64(len(log)), failStageTailLen)
-		gotTail := failStageDepsRE.Match(tail)
+		gotTail := failStageDepsRE().Match(tail)
 		if index != want[i].Index || !equalGroups(groups, want[i].Groups) || gotTail != want[i].Tail {
 			t.Errorf("log %d (%d bytes, %s): Go pattern %d groups %s tail %v, Python pattern %d groups %s tail %v",
 				i, len(log), job.Logs[i], index, showGroups(groups), gotTail, want[i].Index, showGroups(want[i].Groups), want[i].Tail)

@@ -6,6 +6,7 @@ import (
 	"math"
 	"regexp"
 	"strings"
+	"sync"
 )
 
 // CompareVersions compares two Debian version strings with dpkg's
@@ -197,13 +198,15 @@ func ValidVersion(v string) error {
 // pythonDebianVersionRE is python-debian's BaseVersion.re_valid_version,
 // which launchpad-buildd applies (through debian_support.Version) to every
 // available version it compares in relationMatches.
-var pythonDebianVersionRE = regexp.MustCompile(`^(?:(\d+):)?([A-Za-z0-9.+:~-]+?)(?:-[A-Za-z0-9+.~]+)?$`)
+var pythonDebianVersionRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^(?:(\d+):)?([A-Za-z0-9.+:~-]+?)(?:-[A-Za-z0-9+.~]+)?$`)
+})
 
 // checkArchiveVersion applies python-debian's looser version check: an
 // invalid version there raises ValueError and makes the dep-wait analysis
 // fail.
 func checkArchiveVersion(v string) error {
-	m := pythonDebianVersionRE.FindStringSubmatch(v)
+	m := pythonDebianVersionRE().FindStringSubmatch(v)
 	if m == nil || (m[1] == "" && strings.Contains(m[2], ":")) {
 		return fmt.Errorf("invalid version string %q", v)
 	}
