@@ -6,7 +6,8 @@ package builders
 //
 //	install   [socat, the git proxy, docker's HTTP(S)_PROXY drop-ins]
 //	          apt-get -y install [socat] git|bzr; apt-get -y install docker.io;
-//	          the snap store proxy; systemctl restart docker; mkdir -p /home/buildd
+//	          the snap store proxy; [systemctl daemon-reload];
+//	          systemctl restart docker; mkdir -p /home/buildd
 //	repo      the checkout into /home/buildd/<name>
 //	build     docker build --no-cache [proxy build-args] --tag <name>
 //	          [--file <build_path>/<build_file>] [--build-arg=K=V]… <context>
@@ -28,6 +29,8 @@ package builders
 //     maps; the reference keeps the master's order).
 //   - build_file must resolve inside the tree without a symlink in its
 //     directories, and must not itself be a symlink.
+//   - with a proxy, systemctl daemon-reload before restarting docker: the
+//     drop-ins take effect even when docker.io was installed already.
 
 import (
 	"context"
@@ -208,6 +211,15 @@ func (m *OCIManager) install(ctx context.Context, b *ContainerBuild) *Failure {
 	}
 	if f := b.InstallSnapStoreProxy(ctx, b.Env.Config.SnapStoreProxyURL, BuildPackageFail); f != nil {
 		return f
+	}
+	if b.Proxy != nil {
+		// The reference relies on docker.io's postinst reloading systemd
+		// after the drop-ins are written; with docker.io already in the
+		// image nothing runs it, and the restart would start dockerd
+		// without the proxy.
+		if f := b.Run(ctx, BuildPackageFail, target.Command{Args: []string{"systemctl", "daemon-reload"}}); f != nil {
+			return f
+		}
 	}
 	if f := b.Run(ctx, BuildPackageFail, target.Command{Args: []string{"systemctl", "restart", "docker"}}); f != nil {
 		return f

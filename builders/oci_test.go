@@ -173,6 +173,7 @@ func TestOCIHappyPath(t *testing.T) {
 		"mkdir -p /etc/systemd/system/docker.service.d",
 		"apt-get -y install socat git",
 		"apt-get -y install docker.io",
+		"systemctl daemon-reload",
 		"systemctl restart docker",
 		"mkdir -p /home/buildd",
 		"mkdir -p /home/buildd",

@@ -396,6 +396,8 @@ LABEL greeting=$GREETING
 		"RUN: apt-get -y install docker.io\n",
 		// From the test image, not from an archive (the build's has none).
 		"docker.io is already the newest version",
+		// The drop-ins take effect although no postinst reloaded systemd.
+		"RUN: systemctl daemon-reload\n",
 		"RUN: docker build --no-cache --build-arg http_proxy=http://10.10.10.1:",
 		"--tag hello --file image/Dockerfile '--build-arg=GREETING=hello from build_args' --build-arg=LAUNCHPAD_BUILD_ARCH=amd64 /home/buildd/hello/image\n",
 		"RUN: docker save hello\n",
@@ -516,6 +518,11 @@ LABEL greeting=$GREETING
 		got, err := exec.Command("lxc", "exec", c, "--", "sh", "-c", script).CombinedOutput()
 		if err != nil || !strings.HasSuffix(string(got), "hello from git\nhello from build_args\n") {
 			t.Errorf("docker load and run: %v\n%s", err, got)
+		}
+		// dockerd ran with the builder proxy from the drop-ins.
+		env, err := exec.Command("lxc", "exec", c, "--", "systemctl", "show", "docker", "--property=Environment").CombinedOutput()
+		if err != nil || !strings.Contains(string(env), "HTTP_PROXY=http://10.10.10.1:") || !strings.Contains(string(env), "HTTPS_PROXY=http://10.10.10.1:") {
+			t.Errorf("docker's environment lacks the builder proxy: %v %q", err, env)
 		}
 		a.call(t, "clean")
 	})
