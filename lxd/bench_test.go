@@ -235,7 +235,7 @@ func BenchmarkImport(b *testing.B) {
 	}
 	agentRun := func() time.Duration {
 		start := time.Now()
-		fp, err := h.importChroot(ctx, img.Path, img.SHA1, meta)
+		fp, err := h.importChroot(ctx, img.Path, img.SHA1, meta, nil)
 		if err != nil {
 			b.Fatal(err)
 		}

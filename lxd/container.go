@@ -131,7 +131,7 @@ func (c *Container) Create(ctx context.Context, img target.Image) error {
 		rev.Add(func() { _ = os.RemoveAll(d) })
 	}
 	t0 := time.Now()
-	fp, err := c.h.ensureImage(ctx, img, c.spec.Series, c.spec.Arch, c.opts.Log)
+	fp, baked, err := c.h.ensureImageIdentity(ctx, img, c.spec.Series, c.spec.Arch, c.opts.Log)
 	if err != nil {
 		return err
 	}
@@ -172,8 +172,12 @@ func (c *Container) Create(ctx context.Context, img target.Image) error {
 	}
 	rev.Add(func() { _ = c.h.deleteContainer(context.Background(), c.name) })
 	t2 := time.Now()
-	if err := c.writeIdentity(id); err != nil {
-		return err
+	// An image converted on this host carries its identity already
+	// (image_identity.go); file calls now would slow the first start.
+	if baked != id.digest() {
+		if err := c.writeIdentity(id); err != nil {
+			return err
+		}
 	}
 	c.h.log.Debug("container created", "container", c.name, "image", t1.Sub(t0), "create", t2.Sub(t1), "identity", time.Since(t2))
 	rev.Success()

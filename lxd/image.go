@@ -105,6 +105,9 @@ func decompress(r io.Reader) (dec io.Reader, close func(), err error) {
 	nop := func() {}
 	switch detectCompression(magic) {
 	case compGzip:
+		if p := gunzipCommand(); p != "" {
+			return commandGunzip(p, br)
+		}
 		zr, err := gzip.NewReader(br)
 		if err != nil {
 			return nil, nil, fmt.Errorf("cannot read gzip stream: %w", err)
@@ -236,6 +239,12 @@ func imageHeader(h *tar.Header) (*tar.Header, error) {
 // taken from the first member (the chroot-autobuild directory in Launchpad's
 // tarballs), which keeps the output a function of the input.
 func convertChroot(dst io.Writer, src io.Reader, meta imageMetadata) error {
+	return convertChrootBaked(dst, src, meta, nil)
+}
+
+// convertChrootBaked is convertChroot with the host identity written into
+// the image by bake (image_identity.go), if not nil.
+func convertChrootBaked(dst io.Writer, src io.Reader, meta imageMetadata, bake *identityBaker) error {
 	dec, closeDec, err := decompress(src)
 	if err != nil {
 		return fmt.Errorf("cannot read chroot tarball: %w", err)
@@ -265,6 +274,18 @@ func convertChroot(dst io.Writer, src io.Reader, meta imageMetadata) error {
 		if err != nil {
 			return fmt.Errorf("cannot convert chroot tarball: %w", err)
 		}
+		if bake != nil {
+			repl, body, err := bake.member(out, tr)
+			if err != nil {
+				return err
+			}
+			if repl != nil {
+				if err := writeMember(tw, repl, body); err != nil {
+					return err
+				}
+				continue
+			}
+		}
 		if err := tw.WriteHeader(out); err != nil {
 			return fmt.Errorf("cannot write image member %q: %w", out.Name, err)
 		}
@@ -276,6 +297,11 @@ func convertChroot(dst io.Writer, src io.Reader, meta imageMetadata) error {
 	}
 	if members == 0 {
 		return errors.New("cannot convert chroot tarball: it has no members")
+	}
+	if bake != nil {
+		if err := bake.finish(tw, time.Unix(meta.CreationDate, 0)); err != nil {
+			return err
+		}
 	}
 	if err := tw.Close(); err != nil {
 		return fmt.Errorf("cannot write image: %w", err)
@@ -321,12 +347,20 @@ func fileSHA1(p string) (string, error) {
 // SHA-1 (the reference re-imports every build). The alias
 // <prefix>-<series>-<arch> is pointed at it and stale images are pruned.
 func (h *Host) ensureImage(ctx context.Context, img target.Image, series, arch string, log io.Writer) (string, error) {
+	fp, _, err := h.ensureImageIdentity(ctx, img, series, arch, log)
+	return fp, err
+}
+
+// ensureImageIdentity is ensureImage that also says which host identity the
+// image carries (the digest of image_identity.go, "" for none): a chroot is
+// imported with this host's identity baked in.
+func (h *Host) ensureImageIdentity(ctx context.Context, img target.Image, series, arch string, log io.Writer) (string, string, error) {
 	if img.Type != "chroot" && img.Type != "lxd" {
-		return "", fmt.Errorf("cannot use image %q: unknown image type %q", img.Path, img.Type)
+		return "", "", fmt.Errorf("cannot use image %q: unknown image type %q", img.Path, img.Type)
 	}
 	lxcA, ok := lxcArch[arch]
 	if !ok {
-		return "", fmt.Errorf("cannot use image %q: unknown architecture %q", img.Path, arch)
+		return "", "", fmt.Errorf("cannot use image %q: unknown architecture %q", img.Path, arch)
 	}
 	h.importMu.Lock()
 	defer h.importMu.Unlock()
@@ -334,14 +368,16 @@ func (h *Host) ensureImage(ctx context.Context, img target.Image, series, arch s
 	if sum == "" {
 		var err error
 		if sum, err = fileSHA1(img.Path); err != nil {
-			return "", fmt.Errorf("cannot read image %q: %w", img.Path, err)
+			return "", "", fmt.Errorf("cannot read image %q: %w", img.Path, err)
 		}
 	}
-	fp, err := h.cachedImage(sum)
+	cached, err := h.cachedImageRecord(sum)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
-	if fp != "" {
+	var fp, baked string
+	if cached != nil {
+		fp, baked = cached.Fingerprint, cached.Properties[labelIdentity]
 		logf(log, "Using cached LXD image %.12s for chroot %s", fp, sum)
 	} else {
 		start := time.Now()
@@ -355,38 +391,55 @@ func (h *Host) ensureImage(ctx context.Context, img target.Image, series, arch s
 			labelSource:    img.Type,
 		}
 		if img.Type == "chroot" {
-			fp, err = h.importChroot(ctx, img.Path, sum, imageMetadata{Architecture: lxcA, Properties: props})
+			var bake *identityBaker
+			if id, err := readHostIdentity(ctx, "/etc"); err == nil {
+				bake = newIdentityBaker(id)
+				baked = id.digest()
+				props[labelIdentity] = baked
+			} else {
+				// Create reads it again and fails with the reason.
+				h.log.Warn("cannot read the host identity for the image", "err", err)
+			}
+			fp, err = h.importChroot(ctx, img.Path, sum, imageMetadata{Architecture: lxcA, Properties: props}, bake)
 		} else {
 			fp, err = h.importUnified(ctx, img.Path, sum, props)
 		}
 		if err != nil {
-			return "", err
+			return "", "", err
 		}
 		h.imports.Add(1)
 		logf(log, "Imported chroot %s as LXD image %.12s in %s", sum, fp, time.Since(start).Round(time.Millisecond))
 	}
 	if err := h.pointAlias(h.aliasName(series, arch), fp); err != nil {
-		return "", err
+		return "", "", err
 	}
 	if err := h.pruneImages(ctx, fp); err != nil {
 		// The build can go on; the next prune retries.
 		h.log.Warn("cannot prune images", "err", err)
 	}
-	return fp, nil
+	return fp, baked, nil
 }
 
 // cachedImage finds this Instance's image made from the file with this SHA-1.
 func (h *Host) cachedImage(sum string) (string, error) {
-	ours, err := h.ourImages()
-	if err != nil {
+	img, err := h.cachedImageRecord(sum)
+	if err != nil || img == nil {
 		return "", err
 	}
-	for _, img := range ours {
-		if img.Properties[labelSHA1] == sum {
-			return img.Fingerprint, nil
+	return img.Fingerprint, nil
+}
+
+func (h *Host) cachedImageRecord(sum string) (*api.Image, error) {
+	ours, err := h.ourImages()
+	if err != nil {
+		return nil, err
+	}
+	for i := range ours {
+		if ours[i].Properties[labelSHA1] == sum {
+			return &ours[i], nil
 		}
 	}
-	return "", nil
+	return nil, nil
 }
 
 // upload streams body into a new image and returns its fingerprint. produce
@@ -427,8 +480,9 @@ func (h *Host) upload(ctx context.Context, post api.ImagesPost, produce func(w i
 
 // importChroot converts a chroot tarball into a unified image on the fly,
 // straight into LXD (no temporary copy), checking the file's SHA-1 on the
-// way so a corrupt file never becomes a cached image.
-func (h *Host) importChroot(ctx context.Context, p, sum string, meta imageMetadata) (string, error) {
+// way so a corrupt file never becomes a cached image. bake, if not nil,
+// writes the host identity into it.
+func (h *Host) importChroot(ctx context.Context, p, sum string, meta imageMetadata, bake *identityBaker) (string, error) {
 	f, err := os.Open(p)
 	if err != nil {
 		return "", fmt.Errorf("cannot open chroot tarball: %w", err)
@@ -436,7 +490,7 @@ func (h *Host) importChroot(ctx context.Context, p, sum string, meta imageMetada
 	defer f.Close()
 	fp, err := h.upload(ctx, api.ImagesPost{}, func(w io.Writer) error {
 		s := sha1.New()
-		if err := convertChroot(w, io.TeeReader(f, s), meta); err != nil {
+		if err := convertChrootBaked(w, io.TeeReader(f, s), meta, bake); err != nil {
 			return err
 		}
 		// Drain what the tar reader left (padding) so the checksum covers the file.
