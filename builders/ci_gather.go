@@ -20,6 +20,12 @@ import (
 	"github.com/buildd-agent/buildd-agent/builders/target"
 )
 
+// CIOutputFileName names a job's output file in the file cache: the
+// reference's "<job>:<index>/<file>", which buildd-manager downloads. The
+// local command (`buildd-agent build ci`), whose output directory takes
+// plain file names only, sets it to a flat name.
+var CIOutputFileName = func(jobID, base string) string { return jobID + "/" + base }
+
 // ciMaxDepth bounds how deep gathering walks a job's files/ (lpci copies
 // the job's output paths, which are never this deep).
 const ciMaxDepth = 32
@@ -63,7 +69,7 @@ func (m *CIManager) gatherJob(ctx context.Context, b *ContainerBuild, job CIJob)
 		output := map[string]any{}
 		for _, rel := range files {
 			base := path.Base(rel)
-			sum, ok, err := ciGatherFile(ctx, b, path.Join(filesDir, rel), id+"/"+base)
+			sum, ok, err := ciGatherFile(ctx, b, path.Join(filesDir, rel), CIOutputFileName(id, base))
 			if err != nil {
 				return err
 			}
