@@ -20,7 +20,11 @@ var subcommands = []func() *cobra.Command{newRunCommand, newConfigCommand, newVe
 // went wrong: the exit status is 1 and nothing more is printed.
 var errReported = errors.New("failure already reported")
 
-func newRootCommand() *cobra.Command {
+// newRootCommand makes the command line for args. For `run`, the daemon,
+// it holds the run command alone: the other tools' commands, with their
+// dozens of flags, would be built at start and kept for the life of the
+// process for nothing (≈ 0.2–0.3 MB of idle RSS).
+func newRootCommand(args []string) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "buildd-agent",
 		Short: "Build-farm worker agent for Launchpad's buildd-manager",
@@ -28,6 +32,10 @@ func newRootCommand() *cobra.Command {
 			"XML-RPC (/rpc) and serves its file cache (/filecache/), like launchpad-buildd.",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+	}
+	if len(args) > 0 && args[0] == "run" {
+		root.AddCommand(newRunCommand())
+		return root
 	}
 	for _, sub := range subcommands {
 		root.AddCommand(sub())
@@ -37,7 +45,7 @@ func newRootCommand() *cobra.Command {
 
 // execute runs the command line and returns the exit status.
 func execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	root := newRootCommand()
+	root := newRootCommand(args)
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
