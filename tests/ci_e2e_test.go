@@ -12,10 +12,14 @@ package tests
 // test is one container boot; none runs in parallel.
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -387,4 +391,90 @@ func TestCIE2EAbortDuringJob(t *testing.T) {
 		t.Errorf("revocations after abort = %q, want one", revs)
 	}
 	a.call(t, "clean")
+}
+
+// TestCIE2ELocalBuild runs `buildd-agent build ci` on a local checkout
+// (the same manager in-process; the stages read from .launchpad.yaml's
+// pipeline) and checks every job's files and summary.json in --output.
+func TestCIE2ELocalBuild(t *testing.T) {
+	f := newSnapFixture(t)
+	f.repo.WriteFile(t, ".launchpad.yaml", "pipeline:\n  - build\n  - [test, lint]\n"+strings.TrimPrefix(ciLaunchpadYAML("build", "test", "lint"), "pipeline:\n  - build\n  - test\n  - lint\n"))
+	commit := f.repo.Commit(t, "local ci")
+	keyFile := f.trustedKeyFile(t)
+	secrets := filepath.Join(t.TempDir(), "secrets.yaml")
+	os.WriteFile(secrets, []byte("auth: "+ciE2ESecret+"\n"), 0o600)
+	state := t.TempDir()
+	conf := writeLXDAgentConfig(t, state, ciE2EArch, snapFreePort(t, "127.0.0.1"), snapFreePort(t, "10.10.10.1"), ciE2EProfile, fmt.Sprintf("instance = %q\n", ciE2EInstance))
+	out := filepath.Join(t.TempDir(), "out")
+	t.Cleanup(ciCleanupLXD)
+	cmd := exec.Command(snapE2EBinary(t), "build", "ci", "--config", conf,
+		"--git-repository", f.repo.Work, "--chroot", f.chrootPath,
+		"--channel", "lpci=latest/edge", "--env", "PIP_INDEX_URL=https://reader:"+ciE2EPIPPass+"@pypi.test/simple/",
+		"--secrets-file", secrets, "--archive", f.archiveLine, "--trusted-key", keyFile,
+		"--series", ciE2ESeries, "--arch", ciE2EArch, "--output", out)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("build ci: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "stages from .launchpad.yaml: --stage build:0 --stage test:0,lint:0") {
+		t.Errorf("stderr lacks the stages read:\n%s", stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "==> [4/8] job build:0\n") || !strings.Contains(stdout.String(), "lpci stand-in: lint:0 done") {
+		t.Errorf("terminal output lacks the phase line or the job's output:\n%s", stdout.String())
+	}
+	for _, s := range []string{ciE2ESecret, ciE2EPIPPass} {
+		if strings.Contains(stdout.String()+stderr.String(), s) {
+			t.Errorf("the terminal shows the secret %q", s)
+		}
+	}
+	var sum struct {
+		Status    string `json:"status"`
+		Revision  string `json:"revision"`
+		Artifacts []struct {
+			Name string `json:"name"`
+			SHA1 string `json:"sha1"`
+		} `json:"artifacts"`
+		Extra struct {
+			Jobs map[string]map[string]any `json:"jobs"`
+		} `json:"extra"`
+	}
+	data, err := os.ReadFile(filepath.Join(out, "summary.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &sum); err != nil {
+		t.Fatalf("summary.json: %v\n%s", err, data)
+	}
+	if sum.Status != "BuildStatus.OK" || sum.Revision != commit {
+		t.Errorf("summary = %s", data)
+	}
+	var names []string
+	for _, a := range sum.Artifacts {
+		names = append(names, a.Name)
+		got, err := os.ReadFile(filepath.Join(out, a.Name))
+		if err != nil || snapSHA1Hex(got) != a.SHA1 {
+			t.Errorf("%s: %v, sha1 mismatch", a.Name, err)
+		}
+	}
+	var want []string
+	for _, j := range []string{"build", "test", "lint"} {
+		id := j + ":0"
+		want = append(want, id+".log", id+".properties", id+"_"+j+"-0.bin", id+"_seen-"+j+"-0.txt")
+		e := sum.Extra.Jobs[id]
+		if e["result"] != "SUCCEEDED" || e["log"] == nil || e["properties"] == nil || len(e["output"].(map[string]any)) != 2 {
+			t.Errorf("jobs[%s] = %v", id, e)
+		}
+	}
+	sort.Strings(want)
+	if strings.Join(names, " ") != strings.Join(want, " ") {
+		t.Errorf("artifacts = %q\nwant %q", names, want)
+	}
+	seen, _ := os.ReadFile(filepath.Join(out, "lint:0_seen-lint-0.txt"))
+	if !strings.Contains(string(seen), "secret auth sha256 "+sha256Hex(ciE2ESecret)+"\n") || !strings.Contains(string(seen), "user buildd:buildd groups buildd lxd\n") {
+		t.Errorf("lint saw:\n%s", seen)
+	}
+	if snapContainerExists(ciE2EContainer()) {
+		t.Errorf("container left after a local build")
+	}
 }
