@@ -6,13 +6,11 @@ package builders
 import (
 	"context"
 	"errors"
-	"fmt"
 	"path"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
-	"unicode"
 
 	"github.com/buildd-agent/buildd-agent/builders/target"
 )
@@ -146,7 +144,7 @@ func (m *CIManager) runStages(ctx context.Context, b *ContainerBuild, st *ciJobS
 		}
 		for _, id := range ids {
 			if st.result(id) != ciSucceeded {
-				return Fail(BuildPackageFail, "Some jobs in %s failed; stopping.", pythonStrList(ids))
+				return Fail(BuildPackageFail, "Some jobs in %s failed; stopping.", PythonListRepr(ids))
 			}
 		}
 	}
@@ -294,51 +292,4 @@ func sortedKeys(m map[string]string) []string {
 	}
 	sort.Strings(keys)
 	return keys
-}
-
-// pythonStrList is Python's repr of a list of str, as the reference's
-// "Some jobs in %s failed" shows the stage: ['a:0', 'b:1'].
-func pythonStrList(items []string) string {
-	parts := make([]string, len(items))
-	for i, s := range items {
-		parts[i] = pythonStrRepr(s)
-	}
-	return "[" + strings.Join(parts, ", ") + "]"
-}
-
-// pythonStrRepr is Python 3's repr of a str: single quotes unless the
-// string has a single quote and no double quote; backslashes, the quote
-// and what is not printable escaped.
-func pythonStrRepr(s string) string {
-	q := byte('\'')
-	if strings.ContainsRune(s, '\'') && !strings.ContainsRune(s, '"') {
-		q = '"'
-	}
-	var sb strings.Builder
-	sb.WriteByte(q)
-	for _, r := range s {
-		switch {
-		case r == '\\':
-			sb.WriteString(`\\`)
-		case r == rune(q):
-			sb.WriteByte('\\')
-			sb.WriteRune(r)
-		case r == '\n':
-			sb.WriteString(`\n`)
-		case r == '\r':
-			sb.WriteString(`\r`)
-		case r == '\t':
-			sb.WriteString(`\t`)
-		case unicode.IsPrint(r):
-			sb.WriteRune(r)
-		case r < 0x100:
-			fmt.Fprintf(&sb, `\x%02x`, r)
-		case r < 0x10000:
-			fmt.Fprintf(&sb, `\u%04x`, r)
-		default:
-			fmt.Fprintf(&sb, `\U%08x`, r)
-		}
-	}
-	sb.WriteByte(q)
-	return sb.String()
 }

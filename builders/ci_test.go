@@ -688,24 +688,6 @@ func TestCIArgs(t *testing.T) {
 	}
 }
 
-func TestCIPythonRepr(t *testing.T) {
-	cases := map[string]string{
-		"a:0":     `'a:0'`,
-		"it's":    `"it's"`,
-		`a'b"c`:   `'a\'b"c'`,
-		"a\\b\tc": `'a\\b\tc'`,
-		"é\x7f":   `'é\x7f'`,
-	}
-	for in, want := range cases {
-		if got := pythonStrRepr(in); got != want {
-			t.Errorf("pythonStrRepr(%q) = %s, want %s", in, got, want)
-		}
-	}
-	if got := pythonStrList([]string{"a:0", "b:1"}); got != "['a:0', 'b:1']" {
-		t.Errorf("pythonStrList = %s", got)
-	}
-}
-
 func TestCISecretsYAML(t *testing.T) {
 	cases := []struct {
 		in   map[string]string
