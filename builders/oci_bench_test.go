@@ -92,7 +92,8 @@ func ociBenchRun(b *testing.B, t target.Target, script string, env ...string) st
 // layers making up the rest of mib, and a small COPY layer.
 func ociBenchBuild(b *testing.B, t target.Target, mib int) {
 	b.Helper()
-	ociBenchRun(b, t, "systemctl restart docker && docker info --format '{{.Driver}}'")
+	driver := ociBenchRun(b, t, "systemctl restart docker && docker info --format '{{.Driver}}'")
+	b.Logf("docker %s, storage driver %s", strings.TrimSpace(ociBenchRun(b, t, "docker version --format '{{.Server.Version}}'")), strings.TrimSpace(driver))
 	usr, _ := strconv.Atoi(strings.TrimSpace(ociBenchRun(b, t, "du -sm /usr | cut -f1")))
 	rest := max(mib-usr, 64)
 	random, text := rest/4, rest/2 // two random layers, one text layer
