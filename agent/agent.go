@@ -28,6 +28,10 @@ type Options struct {
 	// name; a name without a target (LXD failed to set up) is reported
 	// unreachable when its probe fails. Nil: every target is reachable.
 	Probes map[string]Probe
+	// Prepare, if set, is told of every file ensurepresent has (sha1,
+	// path), so that a backend can start converting a chroot before
+	// build() asks for it. It must return at once.
+	Prepare func(sha1, path string)
 }
 
 // Agent is one builder: the HTTP server's handler, the file cache, the
@@ -111,6 +115,7 @@ func New(cfg *Config, opts Options) (*Agent, error) {
 		log:     blog,
 		targets: opts.Targets,
 		journal: jnl,
+		prepare: opts.Prepare,
 	})
 	a.builder.restore(rec)
 	// The restored state is the one on disk from now on (a BUILDING

@@ -73,6 +73,8 @@ type builderDeps struct {
 	// freeSpace reports the free bytes of the file system holding a
 	// path (a seam for tests; statfs by default).
 	freeSpace func(path string) (uint64, error)
+	// prepare is Options.Prepare (nil: none).
+	prepare func(sha1, path string)
 }
 
 // Builder is the state machine IDLE → BUILDING → (ABORTING) → WAITING →
@@ -333,6 +335,9 @@ func (b *Builder) rpcEnsurePresent(r *http.Request, params []any) (any, error) {
 	}
 	// No builder lock here: a download must never hold up status().
 	present, info := b.cache.EnsurePresent(r.Context(), sum, strs[0], strs[1], strs[2])
+	if present && b.prepare != nil {
+		b.prepare(sum, b.cache.Path(sum))
+	}
 	return []any{present, info}, nil
 }
 

@@ -353,7 +353,8 @@ func (h *Host) ensureImage(ctx context.Context, img target.Image, series, arch s
 
 // ensureImageIdentity is ensureImage that also says which host identity the
 // image carries (the digest of image_identity.go, "" for none): a chroot is
-// imported with this host's identity baked in.
+// imported with this host's identity baked in. An empty series (Prepare)
+// imports without pointing the alias.
 func (h *Host) ensureImageIdentity(ctx context.Context, img target.Image, series, arch string, log io.Writer) (string, string, error) {
 	if img.Type != "chroot" && img.Type != "lxd" {
 		return "", "", fmt.Errorf("cannot use image %q: unknown image type %q", img.Path, img.Type)
@@ -375,6 +376,16 @@ func (h *Host) ensureImageIdentity(ctx context.Context, img target.Image, series
 	if err != nil {
 		return "", "", err
 	}
+	if cached != nil && cached.Architecture != "" && cached.Architecture != lxcA {
+		// Imported ahead of its build for the host's architecture
+		// (Prepare), and the build is for another one.
+		logf(log, "Re-importing chroot %s for %s (cached image %.12s is for %s)", sum, lxcA, cached.Fingerprint, cached.Architecture)
+		op, err := h.srv.DeleteImage(cached.Fingerprint)
+		if err := waitOp(ctx, op, err); err != nil && !isNotFound(err) {
+			return "", "", fmt.Errorf("cannot delete image %q: %w", cached.Fingerprint, err)
+		}
+		cached = nil
+	}
 	var fp, baked string
 	if cached != nil {
 		fp, baked = cached.Fingerprint, cached.Properties[labelIdentity]
@@ -389,6 +400,11 @@ func (h *Host) ensureImageIdentity(ctx context.Context, img target.Image, series
 			labelInstance:  h.cfg.Instance,
 			labelSHA1:      sum,
 			labelSource:    img.Type,
+		}
+		if series == "" {
+			// Imported ahead of its build (Prepare).
+			props["description"] = fmt.Sprintf("Launchpad chroot (%s)", arch)
+			delete(props, "series")
 		}
 		if img.Type == "chroot" {
 			var bake *identityBaker
@@ -410,8 +426,10 @@ func (h *Host) ensureImageIdentity(ctx context.Context, img target.Image, series
 		h.imports.Add(1)
 		logf(log, "Imported chroot %s as LXD image %.12s in %s", sum, fp, time.Since(start).Round(time.Millisecond))
 	}
-	if err := h.pointAlias(h.aliasName(series, arch), fp); err != nil {
-		return "", "", err
+	if series != "" {
+		if err := h.pointAlias(h.aliasName(series, arch), fp); err != nil {
+			return "", "", err
+		}
 	}
 	if err := h.pruneImages(ctx, fp); err != nil {
 		// The build can go on; the next prune retries.

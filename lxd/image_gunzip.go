@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"time"
 )
 
 // gunzipCommand is ISA-L's igzip (Debian package isal) when it is on PATH:
@@ -37,6 +38,9 @@ func commandGunzip(path string, r io.Reader) (io.Reader, func(), error) {
 	cr.cmd.Stdin = r
 	cr.cmd.Stdout = pw
 	cr.cmd.Stderr = &cr.stderr
+	// Wait also waits for the copy into the child's stdin; a source that
+	// blocks must not hold close() for ever.
+	cr.cmd.WaitDelay = 5 * time.Second
 	if err := cr.cmd.Start(); err != nil {
 		pr.Close()
 		pw.Close()

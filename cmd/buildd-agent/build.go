@@ -331,7 +331,7 @@ func runLocalBuild(ctx context.Context, cfg *agent.Config, tag string, req build
 	logger := slog.New(redactingHandler{slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})})
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	targets, _, closeTargets, err := targetFactories(ctx, cfg, logger)
+	targets, _, closeTargets, _, err := targetFactories(ctx, cfg, logger)
 	if err != nil {
 		return 0, err
 	}

@@ -100,7 +100,7 @@ func runAgent(ctx context.Context, cfg *agent.Config, logger *slog.Logger, reloa
 	// A backend that cannot be set up (LXD down, or a user without access
 	// to it) does not stop the agent: like launchpad-buildd, it serves, and
 	// the builds that need the backend fail with the reason.
-	targets, probes, cleanupTargets, err := targetFactories(ctx, cfg, logger)
+	targets, probes, cleanupTargets, prepare, err := targetFactories(ctx, cfg, logger)
 	if errors.Is(err, lxd.ErrCertificate) {
 		// Wrong or untrusted certificates do not mend themselves: stop
 		// here, with the reason, rather than serve a builder that fails
@@ -125,7 +125,7 @@ func runAgent(ctx context.Context, cfg *agent.Config, logger *slog.Logger, reloa
 	}
 	defer pruneCache.Close()
 
-	a, err := agent.New(cfg, agent.Options{Logger: logger, Targets: targets, Probes: probes})
+	a, err := agent.New(cfg, agent.Options{Logger: logger, Targets: targets, Probes: probes, Prepare: prepare})
 	if err != nil {
 		return err
 	}

@@ -22,17 +22,18 @@ import (
 // talks to the daemon and ensures the bridge, profile and pool, which a
 // chroot-only builder must not need. The chroot backend costs nothing
 // until used and is always offered. The probes say, for /healthz, whether
-// a backend's daemon answers.
-func targetFactories(ctx context.Context, cfg *agent.Config, logger *slog.Logger) (map[string]target.Factory, map[string]agent.Probe, func(), error) {
-	factories := map[string]target.Factory{
+// a backend's daemon answers. prepare (nil without LXD) is the LXD host's
+// import of a chroot ahead of its build (agent.Options.Prepare).
+func targetFactories(ctx context.Context, cfg *agent.Config, logger *slog.Logger) (factories map[string]target.Factory, probes map[string]agent.Probe, cleanup func(), prepare func(sha1, path string), err error) {
+	factories = map[string]target.Factory{
 		"chroot": rootfs.NewChrootFactory(rootfs.ChrootConfig{
 			BuildHome: cfg.Builder.BuildHome,
 			IDMapUser: cfg.Chroot.IDMapUser,
 			Logger:    logger,
 		}),
 	}
-	probes := map[string]agent.Probe{}
-	cleanup := func() {}
+	probes = map[string]agent.Probe{}
+	cleanup = func() {}
 	if cfg.Builder.Backend == "lxd" {
 		c := cfg.LXD
 		h, err := lxd.NewHost(ctx, lxd.Config{
@@ -54,17 +55,18 @@ func targetFactories(ctx context.Context, cfg *agent.Config, logger *slog.Logger
 			Logger:        logger,
 		})
 		if err != nil {
-			return nil, nil, nil, fmt.Errorf("cannot set up the LXD backend: %w", err)
+			return nil, nil, nil, nil, fmt.Errorf("cannot set up the LXD backend: %w", err)
 		}
 		factories["lxd"] = h.Factory()
 		probes["lxd"] = h.Ping
+		prepare = h.Prepare
 		cleanup = func() {
 			if err := h.Close(); err != nil {
 				logger.Warn("cannot close the LXD backend", "error", err)
 			}
 		}
 	}
-	return factories, probes, cleanup, nil
+	return factories, probes, cleanup, prepare, nil
 }
 
 // agentPorts are the agent's own ports, which the LXD host firewalls off
