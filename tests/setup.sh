@@ -24,7 +24,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 pkgs=(lxd iptables debootstrap squid apache2-utils git uidmap libcap2-bin
       squashfs-tools zstd xz-utils bzip2 python3 curl ca-certificates
-      systemd zip mitmproxy)
+      systemd zip mitmproxy isal)
 need=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
