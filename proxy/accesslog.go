@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -47,41 +48,56 @@ const accessTimeFormat = "02/Jan/2006:15:04:05 -0700"
 // without the client address and identities):
 // [DD/Mon/YYYY:HH:MM:SS +0000] "METHOD URI PROTO" code bytes "referer" "user-agent"
 func formatAccess(t time.Time, rec *record) string {
-	n := rec.bytes.Load()
-	size := "-"
-	if n > 0 {
-		size = strconv.FormatInt(n, 10)
-	}
-	ref, ua := rec.referer, rec.userAgent
-	if ref == "" {
-		ref = "-"
-	}
-	if ua == "" {
-		ua = "-"
-	}
-	return fmt.Sprintf("[%s] \"%s %s %s\" %d %s \"%s\" \"%s\"\n",
-		t.UTC().Format(accessTimeFormat), escape(rec.method), escape(rec.uri), escape(rec.proto),
-		rec.status.Load(), size, escape(ref), escape(ua))
+	return string(appendAccess(nil, t, rec.method, rec.uri, rec.proto, rec.referer, rec.userAgent, rec.status.Load(), rec.bytes.Load()))
 }
 
-// escape keeps one request on one line and quotes balanced.
-func escape(s string) string {
-	if !strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f || r == '"' || r == '\\' }) {
-		return s
+// appendAccess appends formatAccess's line; the fast path gives it byte
+// slices of the request head, the goproxy path strings.
+func appendAccess[S string | []byte](b []byte, t time.Time, method, uri, proto, referer, userAgent S, status int32, n int64) []byte {
+	b = append(b, '[')
+	b = t.UTC().AppendFormat(b, accessTimeFormat)
+	b = append(b, "] \""...)
+	b = appendEscaped(b, method)
+	b = append(b, ' ')
+	b = appendEscaped(b, uri)
+	b = append(b, ' ')
+	b = appendEscaped(b, proto)
+	b = append(b, "\" "...)
+	b = strconv.AppendInt(b, int64(status), 10)
+	b = append(b, ' ')
+	if n > 0 {
+		b = strconv.AppendInt(b, n, 10)
+	} else {
+		b = append(b, '-')
 	}
-	var b strings.Builder
-	for _, c := range []byte(s) {
-		switch {
+	b = append(b, " \""...)
+	b = appendEscapedOr(b, referer)
+	b = append(b, "\" \""...)
+	b = appendEscapedOr(b, userAgent)
+	return append(b, "\"\n"...)
+}
+
+func appendEscapedOr[S string | []byte](b []byte, s S) []byte {
+	if len(s) == 0 {
+		return append(b, '-')
+	}
+	return appendEscaped(b, s)
+}
+
+// appendEscaped keeps one request on one line and quotes balanced.
+func appendEscaped[S string | []byte](b []byte, s S) []byte {
+	const hex = "0123456789abcdef"
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
 		case c == '"' || c == '\\':
-			b.WriteByte('\\')
-			b.WriteByte(c)
+			b = append(b, '\\', c)
 		case c < 0x20 || c == 0x7f:
-			fmt.Fprintf(&b, "\\x%02x", c)
+			b = append(b, '\\', 'x', hex[c>>4], hex[c&0xf])
 		default:
-			b.WriteByte(c)
+			b = append(b, c)
 		}
 	}
-	return b.String()
+	return b
 }
 
 func (p *Proxy) logAccess(rec *record) {
@@ -89,10 +105,34 @@ func (p *Proxy) logAccess(rec *record) {
 		return
 	}
 	rec.status.CompareAndSwap(0, http.StatusBadGateway)
-	line := p.mask.Replace(formatAccess(time.Now(), rec))
+	p.writeAccess(appendAccess(nil, time.Now(), rec.method, rec.uri, rec.proto, rec.referer, rec.userAgent, rec.status.Load(), rec.bytes.Load()))
+}
+
+// logFast writes a fast-path request's access line.
+func (p *Proxy) logFast(r *fastReq, status int, n int64) {
+	if p.stopped.Load() {
+		return
+	}
+	bp := accessLines.Get().(*[]byte)
+	*bp = appendAccess((*bp)[:0], time.Now(), r.method, r.target, []byte("HTTP/1.1"), r.referer, r.userAgent, int32(status), n)
+	p.writeAccess(*bp)
+	accessLines.Put(bp)
+}
+
+var accessLines = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// writeAccess masks the job's secrets (which only a build could have put
+// into a URL or header) and writes one line to the build log.
+func (p *Proxy) writeAccess(line []byte) {
+	for _, s := range p.secrets {
+		if bytes.Contains(line, []byte(s)) {
+			line = []byte(p.mask.Replace(string(line)))
+			break
+		}
+	}
 	p.logMu.Lock()
 	defer p.logMu.Unlock()
-	io.WriteString(p.cfg.Log, line)
+	p.cfg.Log.Write(line)
 }
 
 // recordingWriter notes the status and body size of a response and wraps
@@ -142,6 +182,12 @@ func (w *recordingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	cc := &clientConn{Conn: c, rec: w.rec, p: w.p}
 	cc.tcp, _ = c.(*net.TCPConn)
+	cc.splice = cc.tcp != nil
+	if hc, ok := c.(*handoffConn); ok {
+		// Handed over by the fast path: splice once nothing it read is left.
+		cc.tcp, _ = hc.Conn.(*net.TCPConn)
+		cc.splice = cc.tcp != nil && hc.drained()
+	}
 	w.hijacked = cc
 	w.p.mu.Lock()
 	w.p.tunnels[cc] = struct{}{}
@@ -157,10 +203,11 @@ func (w *recordingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 // are not promoted past the byte count; its own keep the splice path.
 type clientConn struct {
 	net.Conn
-	tcp  *net.TCPConn
-	rec  *record
-	p    *Proxy
-	once sync.Once
+	tcp    *net.TCPConn // for half-closes
+	splice bool         // tcp can be read and written directly
+	rec    *record
+	p      *Proxy
+	once   sync.Once
 }
 
 func (c *clientConn) Write(b []byte) (int, error) {
@@ -172,7 +219,7 @@ func (c *clientConn) Write(b []byte) (int, error) {
 func (c *clientConn) ReadFrom(r io.Reader) (int64, error) {
 	var n int64
 	var err error
-	if c.tcp != nil {
+	if c.splice {
 		n, err = c.tcp.ReadFrom(r)
 	} else {
 		n, err = io.Copy(struct{ io.Writer }{c.Conn}, r)
@@ -182,7 +229,7 @@ func (c *clientConn) ReadFrom(r io.Reader) (int64, error) {
 }
 
 func (c *clientConn) WriteTo(w io.Writer) (int64, error) {
-	if c.tcp != nil {
+	if c.splice {
 		return c.tcp.WriteTo(w)
 	}
 	return io.Copy(w, struct{ io.Reader }{c.Conn})

@@ -1,17 +1,30 @@
 package proxy
 
 // Benchmarks of the builder proxy against floors measured in the same run:
-// the same client talking to the same squid directly (what a build tool able
-// to authenticate would get). They need squid; run with
+// the same client talking to the same squid (basic auth) directly, which is
+// what a build tool able to authenticate would get. They need squid; run
 //
 //	go test -run '^$' -bench . -benchtime 1x ./proxy
 //
-// Each benchmark does its own inner rounds so that b.N=1 gives a figure.
+// Each benchmark does its own inner rounds so that b.N=1 gives a figure;
+// the sides (squid direct, a bare relay, the builder proxy) alternate
+// within every round so that the machine's other load hits all of them.
+//
+// What the metrics mean:
+//
+//	ratio-to-squid        best rate via the proxy / best rate direct to squid (goal ≥ 0.9)
+//	ratio-relay-to-squid  the same for a bare byte relay: what any extra hop costs
+//	p50-µs-*, p99-µs-*    latency of one request (GETs) or one tunnel set-up (CONNECT)
+//	*-cpu-µs/req, *-cpu-ms/GiB
+//	                      CPU time (user+system, from /proc/PID/stat and getrusage)
+//	                      per request or per GiB of: the proxy process, squid and the
+//	                      client+origin process, in the direct runs (squid, client)
+//	                      and the proxy runs (proxy); load-independent
+//	cpu-bound-ratio       (squid+client CPU direct) / (squid+client+proxy CPU via the
+//	                      proxy): the ratio when the 2 cores, not latency, are the limit
 
 import (
 	"bufio"
-	"context"
-	"encoding/base64"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -19,99 +32,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
-	"os/exec"
-	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
-
-	"github.com/buildd-agent/buildd-agent/tests/squidtest"
 )
-
-type benchWorld struct {
-	squid *squidtest.Server
-	auth  string // Proxy-Authorization for squid direct
-	proxy *proxyProcess
-}
-
-func newBenchWorld(b *testing.B) *benchWorld {
-	b.Helper()
-	s := squidtest.Start(b, squidtest.Options{Users: map[string]string{testUser: testPass}})
-	return &benchWorld{
-		squid: s, proxy: startProxyProcess(b, s.URL(testUser)),
-		auth: "Basic " + base64.StdEncoding.EncodeToString([]byte(testUser+":"+testPass)),
-	}
-}
-
-// proxyProcess is the builder proxy alone in a child process (this test
-// binary running TestHelperProxyProcess), so that its CPU time and memory
-// are its own, not the benchmark clients'.
-type proxyProcess struct {
-	b     *testing.B
-	url   string
-	addr  string
-	relay string // a bare TCP relay to squid in the same process: the cost of any extra hop
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	out   *bufio.Scanner
-}
-
-func startProxyProcess(b *testing.B, upstream string) *proxyProcess {
-	b.Helper()
-	args := []string{"-test.run=^TestHelperProxyProcess$", "-test.bench=^$"}
-	if prof := os.Getenv("BUILDD_PROXY_BENCH_CPUPROFILE"); prof != "" {
-		// Profile the proxy process alone: BUILDD_PROXY_BENCH_CPUPROFILE=/tmp/p.prof
-		args = append(args, "-test.cpuprofile="+prof)
-	}
-	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(os.Environ(), "BUILDD_PROXY_HELPER_UPSTREAM="+upstream)
-	cmd.Stderr = os.Stderr
-	stdin, _ := cmd.StdinPipe()
-	stdout, _ := cmd.StdoutPipe()
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	pp := &proxyProcess{b: b, cmd: cmd, stdin: stdin, out: bufio.NewScanner(stdout)}
-	b.Cleanup(func() { stdin.Close(); cmd.Wait() })
-	if !pp.out.Scan() || !strings.HasPrefix(pp.out.Text(), "http://") {
-		b.Fatalf("helper: %q", pp.out.Text())
-	}
-	pp.url = pp.out.Text()
-	pp.addr = hostPortOf(pp.url)
-	if !pp.out.Scan() || !strings.HasPrefix(pp.out.Text(), "relay ") {
-		b.Fatalf("helper: %q", pp.out.Text())
-	}
-	pp.relay = strings.TrimPrefix(pp.out.Text(), "relay ")
-	return pp
-}
-
-// stats returns the helper's heap in use, goroutines and VmRSS (kB).
-func (pp *proxyProcess) stats() (heap, goroutines, rss int64) {
-	io.WriteString(pp.stdin, "stats\n")
-	if !pp.out.Scan() {
-		pp.b.Fatal("helper died")
-	}
-	fmt.Sscan(pp.out.Text(), &heap, &goroutines, &rss)
-	return
-}
-
-// cpu is the helper's user+system CPU time so far.
-func (pp *proxyProcess) cpu() time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pp.cmd.Process.Pid))
-	if err != nil {
-		pp.b.Fatal(err)
-	}
-	// Fields after the command name (which may hold spaces) start at ")".
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-	utime, _ := strconv.ParseInt(f[11], 10, 64)
-	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(utime+stime) * time.Second / 100 // USER_HZ
-}
 
 // sourceServer: a client sends an 8-byte big-endian length, the server
 // sends that many bytes and closes.
@@ -157,11 +83,11 @@ func tunnelRead(b *testing.B, proxyAddr, auth, target string, n int64) time.Dura
 		b.Fatal(err)
 	}
 	defer c.Close()
-	fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n", target, target)
+	req := "CONNECT " + target + " HTTP/1.1\r\nHost: " + target + "\r\n"
 	if auth != "" {
-		fmt.Fprintf(c, "Proxy-Authorization: %s\r\n", auth)
+		req += "Proxy-Authorization: " + auth + "\r\n"
 	}
-	io.WriteString(c, "\r\n")
+	io.WriteString(c, req+"\r\n")
 	br := bufio.NewReaderSize(c, 64<<10)
 	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
 	if err != nil || resp.StatusCode != 200 {
@@ -177,44 +103,91 @@ func tunnelRead(b *testing.B, proxyAddr, auth, target string, n int64) time.Dura
 	return time.Since(start)
 }
 
-// BenchmarkConnectThroughput: one CONNECT tunnel, client → builder proxy →
-// squid → origin, against client → squid → origin.
+// side is one way of reaching squid.
+type side struct {
+	name       string
+	addr, auth string // CONNECT
+	url        *url.URL
+}
+
+func (w *benchWorld) sides() []side {
+	direct, _ := url.Parse(w.squid.URL(testUser))
+	via, _ := url.Parse(w.proxy.url)
+	relay, _ := url.Parse("http://" + w.proxy.relay)
+	relay.User = direct.User
+	return []side{
+		{name: "direct", addr: w.squid.Addr, auth: w.auth, url: direct},
+		{name: "relay", addr: w.proxy.relay, auth: w.auth, url: relay},
+		{name: "proxy", addr: w.proxy.addr, url: via},
+	}
+}
+
+const (
+	sideDirect = iota
+	sideRelay
+	sideProxy
+)
+
+// reportCPU reports the CPU cost per unit of work and the CPU-bound ratio.
+func reportCPU(b *testing.B, cpu [3]cpuSnap, units float64, scale time.Duration, unit string) {
+	per := func(d time.Duration) float64 { return float64(d) / float64(scale) / units }
+	d, p := cpu[sideDirect], cpu[sideProxy]
+	b.ReportMetric(per(p.proxy), "proxy-cpu-"+unit)
+	b.ReportMetric(per(cpu[sideRelay].proxy), "relay-cpu-"+unit)
+	b.ReportMetric(per(d.squid), "squid-cpu-"+unit)
+	b.ReportMetric(per(d.self), "client-cpu-"+unit)
+	if all := p.proxy + p.squid + p.self; all > 0 {
+		b.ReportMetric(float64(d.squid+d.self)/float64(all), "cpu-bound-ratio")
+	}
+}
+
+// BenchmarkConnectThroughput: one CONNECT tunnel reading 256 MiB,
+// client → builder proxy → squid → origin, against client → squid →
+// origin; then the set-up latency of small tunnels (connect, CONNECT,
+// 200, 100 bytes back) on each side.
 func BenchmarkConnectThroughput(b *testing.B) {
 	w := newBenchWorld(b)
 	src := sourceServer(b)
+	sides := w.sides()
 	const size = 256 << 20
 	const rounds = 5
+	const setups = 300
 	var best [3]time.Duration
-	var cpu [3]time.Duration
+	var cpu [3]cpuSnap
+	var setup [3]latencies
 	for i := 0; i < b.N; i++ {
-		// Interleaved rounds, best of each: the machine's other load hits all.
 		for round := 0; round < rounds; round++ {
-			for k, via := range []struct{ addr, auth string }{
-				{w.squid.Addr, w.auth}, {w.proxy.relay, w.auth}, {w.proxy.addr, ""},
-			} {
-				cpu0 := w.proxy.cpu()
-				d := tunnelRead(b, via.addr, via.auth, src, size)
-				cpu[k] += w.proxy.cpu() - cpu0
+			for k, s := range sides {
+				c0 := w.cpu()
+				d := tunnelRead(b, s.addr, s.auth, src, size)
+				cpu[k] = cpu[k].add(w.cpu().sub(c0))
 				if best[k] == 0 || d < best[k] {
 					best[k] = d
 				}
 			}
 		}
+		for range setups {
+			for k, s := range sides {
+				setup[k] = append(setup[k], tunnelRead(b, s.addr, s.auth, src, 100))
+			}
+		}
 	}
 	rate := func(d time.Duration) float64 { return float64(size) / d.Seconds() / (1 << 20) }
-	gib := float64(b.N*rounds*size) / (1 << 30)
-	b.ReportMetric(rate(best[0]), "MiB/s-squid-direct")
-	b.ReportMetric(rate(best[1]), "MiB/s-via-bare-relay")
-	b.ReportMetric(rate(best[2]), "MiB/s-via-proxy")
-	b.ReportMetric(rate(best[2])/rate(best[0]), "x-floor")
-	b.ReportMetric(rate(best[2])/rate(best[1]), "x-bare-relay")
-	// CPU spent in the helper process per GiB (splice): load-independent.
-	b.ReportMetric(float64(cpu[2].Milliseconds())/gib, "proxy-CPU-ms/GiB")
-	b.ReportMetric(float64(cpu[1].Milliseconds())/gib, "relay-CPU-ms/GiB")
+	b.ReportMetric(rate(best[sideDirect]), "MiB/s-squid-direct")
+	b.ReportMetric(rate(best[sideRelay]), "MiB/s-via-bare-relay")
+	b.ReportMetric(rate(best[sideProxy]), "MiB/s-via-proxy")
+	b.ReportMetric(rate(best[sideProxy])/rate(best[sideDirect]), "ratio-to-squid")
+	b.ReportMetric(rate(best[sideRelay])/rate(best[sideDirect]), "ratio-relay-to-squid")
+	reportCPU(b, cpu, float64(b.N*rounds*size)/(1<<30), time.Millisecond, "ms/GiB")
+	b.ReportMetric(µs(setup[sideDirect].p(50)), "p50-µs-direct")
+	b.ReportMetric(µs(setup[sideDirect].p(99)), "p99-µs-direct")
+	b.ReportMetric(µs(setup[sideProxy].p(50)), "p50-µs-proxy")
+	b.ReportMetric(µs(setup[sideProxy].p(99)), "p99-µs-proxy")
 }
 
-// BenchmarkSmallGETs: requests/s for 100-byte GETs with 1, 16 and 256
-// concurrent keep-alive clients, via the builder proxy against squid direct.
+// BenchmarkSmallGETs: requests/s for 100-byte GETs with 1, 16 and 64
+// concurrent keep-alive clients, via the builder proxy against squid
+// direct, with per-request latency and CPU.
 func BenchmarkSmallGETs(b *testing.B) {
 	w := newBenchWorld(b)
 	body := strings.Repeat("x", 100)
@@ -222,17 +195,14 @@ func BenchmarkSmallGETs(b *testing.B) {
 		io.WriteString(rw, body)
 	}))
 	defer origin.Close()
-	direct, _ := url.Parse(w.squid.URL(testUser))
-	via, _ := url.Parse(w.proxy.url)
-	relay, _ := url.Parse("http://" + w.proxy.relay)
-	relay.User = direct.User
-	for _, conc := range []int{1, 16, 256} {
+	sides := w.sides()
+	for _, conc := range []int{1, 16, 64} {
 		b.Run(fmt.Sprintf("clients=%d", conc), func(b *testing.B) {
-			total := 1000
+			total := 1500
 			if conc > 1 {
-				total = 3000
+				total = 4000
 			}
-			run := func(pu *url.URL) float64 {
+			run := func(pu *url.URL) (float64, latencies) {
 				tr := &http.Transport{Proxy: http.ProxyURL(pu), MaxIdleConnsPerHost: conc, MaxIdleConns: conc, DisableCompression: true}
 				defer tr.CloseIdleConnections()
 				cl := &http.Client{Transport: tr}
@@ -256,222 +226,55 @@ func BenchmarkSmallGETs(b *testing.B) {
 				wg.Wait()
 				var left atomic.Int64
 				left.Store(int64(total))
+				lat := make([]latencies, conc)
 				start := time.Now()
-				for range conc {
+				for g := range conc {
 					wg.Add(1)
 					go func() {
 						defer wg.Done()
+						l := make(latencies, 0, 2*total/conc)
 						for left.Add(-1) >= 0 {
+							t0 := time.Now()
 							get()
+							l = append(l, time.Since(t0))
 						}
+						lat[g] = l
 					}()
 				}
 				wg.Wait()
-				return float64(total) / time.Since(start).Seconds()
+				rate := float64(total) / time.Since(start).Seconds()
+				var all latencies
+				for _, l := range lat {
+					all = append(all, l...)
+				}
+				return rate, all
 			}
 			var best [3]float64
-			var cpu [3]time.Duration
+			var cpu [3]cpuSnap
+			var lat [3]latencies
 			const rounds = 4
 			for i := 0; i < b.N; i++ {
-				// Interleaved rounds, best of each: the machine's other load hits all.
 				for round := 0; round < rounds; round++ {
-					for k, pu := range []*url.URL{direct, relay, via} {
-						cpu0 := w.proxy.cpu()
-						best[k] = max(best[k], run(pu))
-						cpu[k] += w.proxy.cpu() - cpu0
+					for k, s := range sides {
+						c0 := w.cpu()
+						r, l := run(s.url)
+						cpu[k] = cpu[k].add(w.cpu().sub(c0))
+						best[k] = max(best[k], r)
+						lat[k] = append(lat[k], l...)
 					}
 				}
 			}
-			reqs := float64(b.N * rounds * (total + conc))
-			b.ReportMetric(best[0], "req/s-squid-direct")
-			b.ReportMetric(best[1], "req/s-via-bare-relay")
-			b.ReportMetric(best[2], "req/s-via-proxy")
-			b.ReportMetric(best[2]/best[0], "x-floor")
-			b.ReportMetric(best[2]/best[1], "x-bare-relay")
-			// CPU spent in the helper process per request (warm-up included).
-			b.ReportMetric(float64(cpu[2].Microseconds())/reqs, "proxy-CPU-µs/req")
-			b.ReportMetric(float64(cpu[1].Microseconds())/reqs, "relay-CPU-µs/req")
+			b.ReportMetric(best[sideDirect], "req/s-squid-direct")
+			b.ReportMetric(best[sideRelay], "req/s-via-bare-relay")
+			b.ReportMetric(best[sideProxy], "req/s-via-proxy")
+			b.ReportMetric(best[sideProxy]/best[sideDirect], "ratio-to-squid")
+			b.ReportMetric(best[sideRelay]/best[sideDirect], "ratio-relay-to-squid")
+			// Per request, warm-up included.
+			reportCPU(b, cpu, float64(b.N*rounds*(total+conc)), time.Microsecond, "µs/req")
+			b.ReportMetric(µs(lat[sideDirect].p(50)), "p50-µs-direct")
+			b.ReportMetric(µs(lat[sideDirect].p(99)), "p99-µs-direct")
+			b.ReportMetric(µs(lat[sideProxy].p(50)), "p50-µs-proxy")
+			b.ReportMetric(µs(lat[sideProxy].p(99)), "p99-µs-proxy")
 		})
-	}
-}
-
-// raiseNoFile lifts the soft RLIMIT_NOFILE to need (up to the hard limit).
-func raiseNoFile(b *testing.B, need uint64) {
-	var rl syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
-		b.Fatal(err)
-	}
-	if rl.Cur >= need {
-		return
-	}
-	rl.Cur = min(need, rl.Max)
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || rl.Cur < need {
-		b.Fatalf("RLIMIT_NOFILE %d < %d and cannot raise it: %v", rl.Cur, need, err)
-	}
-}
-
-// TestHelperProxyProcess is the builder proxy alone in a process of its
-// own, for BenchmarkIdleTunnels to measure its memory: it prints its URL,
-// then answers "stats" lines on stdin until EOF.
-func TestHelperProxyProcess(t *testing.T) {
-	if os.Getenv("BUILDD_PROXY_HELPER_UPSTREAM") == "" {
-		t.Skip("helper process for BenchmarkIdleTunnels")
-	}
-	p, err := Start(context.Background(), Config{Upstream: os.Getenv("BUILDD_PROXY_HELPER_UPSTREAM"), ListenAddr: "127.0.0.1:0"})
-	if err != nil {
-		fmt.Println("ERROR", err)
-		os.Exit(1)
-	}
-	fmt.Println(p.URL())
-	fmt.Println("relay " + startRelay(p.up.hostPort))
-	sc := bufio.NewScanner(os.Stdin)
-	for sc.Scan() {
-		fmt.Println(memStats())
-	}
-	p.Stop(context.Background())
-}
-
-// startRelay forwards every connection to upstream byte for byte (splice
-// both ways, half-closes passed on): the least an extra hop can cost.
-func startRelay(upstream string) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				u, err := net.Dial("tcp", upstream)
-				if err != nil {
-					c.Close()
-					return
-				}
-				done := make(chan struct{})
-				go func() {
-					io.Copy(u, c)
-					u.(*net.TCPConn).CloseWrite()
-					close(done)
-				}()
-				io.Copy(c, u)
-				c.(*net.TCPConn).CloseWrite()
-				<-done
-				c.Close()
-				u.Close()
-			}()
-		}
-	}()
-	return l.Addr().String()
-}
-
-// memStats: "heapInuseBytes goroutines vmRSSkB".
-func memStats() string {
-	var ms runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&ms)
-	return fmt.Sprintf("%d %d %d", ms.HeapInuse, runtime.NumGoroutine(), vmRSS())
-}
-
-func vmRSS() int64 {
-	b, _ := os.ReadFile("/proc/self/status")
-	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
-			n, _ := strconv.ParseInt(f[1], 10, 64)
-			return n
-		}
-	}
-	return 0
-}
-
-// BenchmarkIdleTunnels: 1000 concurrent idle CONNECT tunnels through the
-// builder proxy (in its own process) and squid, each checked with an echo
-// when opened and again after all are open; reports the proxy's memory.
-func BenchmarkIdleTunnels(b *testing.B) {
-	const tunnels = 1000
-	raiseNoFile(b, 8192)
-	s := squidtest.Start(b, squidtest.Options{Users: map[string]string{testUser: testPass}})
-	echo, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer echo.Close()
-	go func() {
-		for {
-			c, err := echo.Accept()
-			if err != nil {
-				return
-			}
-			go func() { io.Copy(c, c); c.Close() }()
-		}
-	}()
-	pp := startProxyProcess(b, s.URL(testUser))
-	proxyAddr, stats := pp.addr, pp.stats
-	ping := func(c net.Conn, br *bufio.Reader, i int) error {
-		msg := fmt.Sprintf("ping %d\n", i)
-		c.SetDeadline(time.Now().Add(30 * time.Second))
-		if _, err := io.WriteString(c, msg); err != nil {
-			return err
-		}
-		got, err := br.ReadString('\n')
-		if err != nil || got != msg {
-			return fmt.Errorf("echo %q: %v", got, err)
-		}
-		return nil
-	}
-	for i := 0; i < b.N; i++ {
-		// Warm up: one tunnel, then baseline.
-		conns := make([]net.Conn, tunnels)
-		readers := make([]*bufio.Reader, tunnels)
-		heap0, g0, rss0 := stats()
-		var failed atomic.Int64
-		var wg sync.WaitGroup
-		sem := make(chan struct{}, 32)
-		for t := range tunnels {
-			wg.Add(1)
-			sem <- struct{}{}
-			go func() {
-				defer wg.Done()
-				defer func() { <-sem }()
-				c, err := net.Dial("tcp", proxyAddr)
-				if err != nil {
-					failed.Add(1)
-					return
-				}
-				fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", echo.Addr(), echo.Addr())
-				br := bufio.NewReader(c)
-				resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
-				if err != nil || resp.StatusCode != 200 || ping(c, br, t) != nil {
-					failed.Add(1)
-					c.Close()
-					return
-				}
-				conns[t], readers[t] = c, br
-			}()
-		}
-		wg.Wait()
-		time.Sleep(500 * time.Millisecond) // let the proxy settle
-		heap1, g1, rss1 := stats()
-		for t, c := range conns {
-			if c != nil && ping(c, readers[t], t) != nil {
-				failed.Add(1)
-			}
-		}
-		for _, c := range conns {
-			if c != nil {
-				c.Close()
-			}
-		}
-		if f := failed.Load(); f > 0 {
-			b.Fatalf("%d of %d tunnels failed", f, tunnels)
-		}
-		b.ReportMetric(tunnels, "tunnels-ok")
-		b.ReportMetric(float64(rss1-rss0)/1024, "MiB-RSS-delta")
-		b.ReportMetric(float64(rss1-rss0)/tunnels, "KiB-RSS/tunnel")
-		b.ReportMetric(float64(heap1-heap0)/tunnels/1024, "KiB-heap/tunnel")
-		b.ReportMetric(float64(rss1)/1024, "MiB-RSS-total")
-		b.ReportMetric(float64(g1-g0)/tunnels, "goroutines/tunnel")
 	}
 }

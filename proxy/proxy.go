@@ -96,8 +96,14 @@ type Proxy struct {
 
 	logMu sync.Mutex // serialises writes to cfg.Log
 
-	mu      sync.Mutex
-	tunnels map[*clientConn]struct{} // hijacked client connections
+	mu        sync.Mutex
+	tunnels   map[*clientConn]struct{} // hijacked client connections
+	fastConns map[net.Conn]struct{}    // connections the fast path serves
+	stopping  bool                     // Stop began: no new fast-path connection
+
+	pool       upPool           // the fast path's upstream connections
+	slow       *handoffListener // connections handed to srv (goproxy)
+	acceptDone chan struct{}
 
 	revokeOnce sync.Once
 	stopOnce   sync.Once
@@ -172,13 +178,15 @@ func Start(ctx context.Context, cfg Config) (*Proxy, error) {
 		cfg.Log = io.Discard
 	}
 	p := &Proxy{
-		cfg:     cfg,
-		up:      up,
-		allowed: cfg.AllowedClients,
-		secrets: up.secrets(),
-		logger:  cfg.Logger,
-		tunnels: map[*clientConn]struct{}{},
-		served:  make(chan struct{}),
+		cfg:        cfg,
+		up:         up,
+		allowed:    cfg.AllowedClients,
+		secrets:    up.secrets(),
+		logger:     cfg.Logger,
+		tunnels:    map[*clientConn]struct{}{},
+		fastConns:  map[net.Conn]struct{}{},
+		served:     make(chan struct{}),
+		acceptDone: make(chan struct{}),
 	}
 	if p.logger == nil {
 		p.logger = slog.New(slog.DiscardHandler)
@@ -248,12 +256,16 @@ func Start(ctx context.Context, cfg Config) (*Proxy, error) {
 		IdleTimeout:       60 * time.Second, // as the reference
 		ErrorLog:          slogErrorLog(p),
 	}
+	// Connections start on the fast path (fastpath.go), which hands what
+	// it does not serve itself to srv.
+	p.slow = newHandoffListener(ln.Addr())
 	go func() {
 		defer close(p.served)
-		if err := p.srv.Serve(p.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := p.srv.Serve(p.slow); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			p.logger.Error("builder proxy stopped serving", "addr", addr, "err", p.clean(err.Error()))
 		}
 	}()
+	go p.acceptLoop()
 	p.logger.Info("builder proxy started", "url", p.url, "upstream", up.hostPort)
 	return p, nil
 }
@@ -290,6 +302,7 @@ func (p *Proxy) CutOff(ctx context.Context) error {
 	p.cutOff.Store(true)
 	p.closeTunnels()
 	p.tr.CloseIdleConnections()
+	p.closeIdleUpstream(false)
 	p.logger.Info("builder proxy cut off", "url", p.url)
 	p.revoke(ctx)
 	return nil
@@ -304,11 +317,16 @@ func (p *Proxy) Stop(ctx context.Context) error {
 	p.stopOnce.Do(func() {
 		p.cutOff.Store(true)
 		err = p.srv.Close()
+		if lerr := p.ln.Close(); lerr != nil && err == nil && !errors.Is(lerr, net.ErrClosed) {
+			err = lerr
+		}
 		p.cancel()
+		p.closeFastConns()
 		p.closeTunnels()
 		p.tr.CloseIdleConnections()
+		p.closeIdleUpstream(true)
 		done := make(chan struct{})
-		go func() { p.handlers.Wait(); <-p.served; close(done) }()
+		go func() { p.handlers.Wait(); <-p.served; <-p.acceptDone; close(done) }()
 		select {
 		case <-done:
 		case <-ctx.Done():
@@ -442,6 +460,10 @@ func (p *Proxy) badGateway(r *http.Request, err error) string {
 	if r.Method == http.MethodConnect {
 		target = r.Host
 	}
+	return p.badGatewayMsg(r.Method, target, err)
+}
+
+func (p *Proxy) badGatewayMsg(method, target string, err error) string {
 	target = p.clean(target)
 	var unreach *upstreamUnreachable
 	reason := err.Error()
@@ -449,9 +471,9 @@ func (p *Proxy) badGateway(r *http.Request, err error) string {
 		reason = unreach.err.Error()
 	}
 	reason = p.clean(reason)
-	p.logger.Warn("builder proxy: upstream proxy failed", "method", r.Method, "target", target, "upstream", p.up.hostPort, "err", reason)
+	p.logger.Warn("builder proxy: upstream proxy failed", "method", method, "target", target, "upstream", p.up.hostPort, "err", reason)
 	return fmt.Sprintf("502 Bad Gateway: the builder proxy could not forward %s %s through the upstream proxy %s: %s\n",
-		r.Method, target, p.up.hostPort, reason)
+		method, target, p.up.hostPort, reason)
 }
 
 // onResponse turns a transport failure into a 502 and drops hop-by-hop
