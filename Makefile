@@ -13,8 +13,11 @@ TESTFLAGS ?= -count=1 -timeout 45m
 
 all: build
 
+# Pure Go (CGO_ENABLED=0), like the .deb: cgo would link libc in through
+# net and os/user for nothing the agent needs (Go's own resolver and
+# /etc/passwd reader serve it), at 1.7 MB of idle RSS (make bench).
 build:
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/buildd-agent
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/buildd-agent
 
 # Install what is needed (LXD, ...) and run the agent on the embedded default
 # config (or CONFIG=FILE).
