@@ -193,6 +193,13 @@ func Serve(t testing.TB, addr string, files map[string][]byte) *Mirror {
 	return m
 }
 
+// SetFiles replaces what the mirror serves.
+func (m *Mirror) SetFiles(files map[string][]byte) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.files = files
+}
+
 // Requests are the requests answered so far.
 func (m *Mirror) Requests() []Request {
 	m.mu.Lock()
