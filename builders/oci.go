@@ -4,8 +4,8 @@ package builders
 // and its in-target build-oci operation (lpbuildd/target/build_oci.py),
 // on the craft flow (flow.go) with its own result gathering (oci_save.go):
 //
-//	install   [socat, the git proxy, docker's HTTP(S)_PROXY drop-ins]
-//	          apt-get -y install [socat] git|bzr; apt-get -y install docker.io;
+//	install   [python3 socat, the git proxy, docker's HTTP(S)_PROXY drop-ins]
+//	          apt-get -y install [python3 socat] git|bzr; apt-get -y install docker.io;
 //	          the snap store proxy; [systemctl daemon-reload];
 //	          systemctl restart docker; mkdir -p /home/buildd
 //	repo      the checkout into /home/buildd/<name>
@@ -183,9 +183,7 @@ func (m *OCIManager) install(ctx context.Context, b *ContainerBuild) *Failure {
 	b.Logf("Running install phase...")
 	var deps []string
 	if b.Proxy != nil {
-		// The reference also installs python3 for its Python git proxy
-		// helper; ours is a shell script around socat.
-		deps = append(deps, "socat")
+		deps = append(deps, proxyDeps...)
 		if f := b.InstallGitProxy(ctx); f != nil {
 			return f
 		}

@@ -171,7 +171,7 @@ func TestOCIHappyPath(t *testing.T) {
 		"/usr/bin/apt-get -uy update",
 		"/usr/bin/apt-get -o DPkg::Options::=--force-confold -uy --purge dist-upgrade",
 		"mkdir -p /etc/systemd/system/docker.service.d",
-		"apt-get -y install socat git",
+		"apt-get -y install python3 socat git",
 		"apt-get -y install docker.io",
 		"systemctl daemon-reload",
 		"systemctl restart docker",
