@@ -40,7 +40,20 @@ import (
 	"github.com/buildd-agent/buildd-agent/builders/target"
 )
 
-func init() { Register("ci", NewCIManager) }
+func init() {
+	Register("ci", NewCIManager)
+	RegisterCheck("ci", checkCIHost)
+}
+
+// checkCIHost refuses a ci build on a builder whose targets are not LXD
+// containers: lpci runs each job in a container of the nested LXD, which
+// a chroot cannot host (ci.py's backend is always lxd).
+func checkCIHost(cfg ManagerConfig) error {
+	if cfg.Backend != "" && cfg.Backend != "lxd" {
+		return fmt.Errorf("ci builds need the lxd backend (lpci runs its jobs in a nested LXD), not [builder] backend = %q", cfg.Backend)
+	}
+	return nil
+}
 
 // ciTreeDir is where the checkout goes (run_ci.py's buildd_path), and the
 // jobs' working directory.

@@ -688,6 +688,15 @@ func TestCIArgs(t *testing.T) {
 	}
 }
 
+func TestCIHostCheck(t *testing.T) {
+	for backend, ok := range map[string]bool{"": true, "lxd": true, "chroot": false} {
+		err := Check("ci", ManagerConfig{Backend: backend})
+		if (err == nil) != ok || err != nil && !strings.Contains(err.Error(), "need the lxd backend") {
+			t.Errorf("backend %q: %v", backend, err)
+		}
+	}
+}
+
 func TestCISecretsYAML(t *testing.T) {
 	cases := []struct {
 		in   map[string]string
