@@ -165,7 +165,9 @@ func TestChrootBuildIsolation(t *testing.T) {
 
 	// 3. apt reaches the build's archives (only them) through the
 	// archive gate inside the build's network.
-	archive := aptarchive.Build(t, aptarchive.Options{NoBase: true})
+	// (python3 of the install step's proxy dependencies, as a stand-in.)
+	python3 := aptarchive.BinaryPackage(t, t.TempDir(), aptarchive.BinarySpec{Name: "python3", Version: "99.0+standin"})
+	archive := aptarchive.Build(t, aptarchive.Options{NoBase: true, Extra: []string{python3}})
 	archiveURL := archive.Serve(t, "")
 	f.repo.WriteFile(t, "snap/snapcraft.yaml", fmt.Sprintf("name: hello\nversion: '3.0'\nsummary: test\nstandin-fetch: %s/filecache/%s\n", a.url, f.chrootSHA1))
 	f.repo.Commit(t, "with archives")

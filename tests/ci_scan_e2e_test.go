@@ -83,7 +83,7 @@ func newCIScanFixture(t *testing.T) *ciScanFixture {
 
 	exec.Command("lxc", "network", "delete", ciScanE2EBridge).Run() // a leftover
 	out, err := exec.Command("lxc", "network", "create", ciScanE2EBridge, "ipv4.address="+ciScanE2EHost+"/24",
-		"ipv4.nat=false", "ipv4.dhcp=false", "ipv6.address=none").CombinedOutput()
+		"ipv4.nat=false", "ipv4.routing=false", "ipv4.dhcp=false", "ipv6.address=none").CombinedOutput()
 	if err != nil {
 		t.Fatalf("lxc network create %s: %v\n%s", ciScanE2EBridge, err, out)
 	}

@@ -55,7 +55,7 @@ func livefsBridge(t *testing.T) {
 	t.Helper()
 	exec.Command("lxc", "network", "delete", livefsE2EBridge).Run() // a leftover
 	out, err := exec.Command("lxc", "network", "create", livefsE2EBridge, "ipv4.address="+livefsE2EHost+"/24",
-		"ipv4.nat=false", "ipv4.dhcp=false", "ipv6.address=none").CombinedOutput()
+		"ipv4.nat=false", "ipv4.routing=false", "ipv4.dhcp=false", "ipv6.address=none").CombinedOutput()
 	if err != nil {
 		t.Fatalf("lxc network create %s: %v\n%s", livefsE2EBridge, err, out)
 	}
