@@ -32,6 +32,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"unicode"
@@ -406,15 +408,11 @@ func (m *CIManager) install(ctx context.Context, b *ContainerBuild) *Failure {
 			return f
 		}
 	}
-	for _, dep := range []string{"snapd", "fuse", "squashfuse"} {
-		ok, err := b.PackageAvailable(ctx, dep)
-		if err != nil {
-			return b.ctxFail(ctx, BuildBuilderFail, "cannot run apt-cache: %w", err)
-		}
-		if ok {
-			deps = append(deps, dep)
-		}
+	avail, f := b.AvailablePackages(ctx, "snapd", "fuse", "squashfuse")
+	if f != nil {
+		return f
 	}
+	deps = append(deps, avail...)
 	deps = append(deps, vcsDep(a.Branch))
 	if a.ScanMalware {
 		deps = append(deps, ciScanPackages()...)
@@ -425,12 +423,7 @@ func (m *CIManager) install(ctx context.Context, b *ContainerBuild) *Failure {
 	if f := b.InstallSnapStoreProxy(ctx, b.Env.Config.SnapStoreProxyURL, BuildPackageFail); f != nil {
 		return f
 	}
-	snaps := make([]string, 0, len(a.Channels))
-	for s := range a.Channels {
-		snaps = append(snaps, s)
-	}
-	sort.Strings(snaps)
-	for _, s := range snaps {
+	for _, s := range slices.Sorted(maps.Keys(a.Channels)) {
 		if s == "lxd" || s == "lpci" {
 			continue // below, in this order
 		}

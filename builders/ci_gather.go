@@ -13,7 +13,9 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 
@@ -184,7 +186,7 @@ func ciSecretsYAML(secrets map[string]string) string {
 		return "{}\n"
 	}
 	var sb strings.Builder
-	for _, k := range sortedKeys(secrets) {
+	for _, k := range slices.Sorted(maps.Keys(secrets)) {
 		sb.WriteString(yamlDoubleQuoted(k))
 		sb.WriteString(": ")
 		sb.WriteString(yamlDoubleQuoted(secrets[k]))

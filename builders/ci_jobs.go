@@ -6,8 +6,9 @@ package builders
 import (
 	"context"
 	"errors"
+	"maps"
 	"path"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -218,10 +219,10 @@ func (m *CIManager) lpciArgv(job CIJob) []string {
 	for _, r := range a.PackageRepositories {
 		argv = append(argv, "--package-repository", r)
 	}
-	for _, k := range sortedKeys(a.EnvironmentVariables) {
+	for _, k := range slices.Sorted(maps.Keys(a.EnvironmentVariables)) {
 		argv = append(argv, "--set-env", k+"="+a.EnvironmentVariables[k])
 	}
-	for _, k := range sortedKeys(a.PluginSettings) {
+	for _, k := range slices.Sorted(maps.Keys(a.PluginSettings)) {
 		argv = append(argv, "--plugin-setting", k+"="+a.PluginSettings[k])
 	}
 	if a.Secrets != nil {
@@ -282,14 +283,4 @@ func (m *CIManager) prepareScanner(ctx context.Context, b *ContainerBuild) *Fail
 		return b.ctxFail(ctx, BuildBuilderFail, "cannot prepare the malware scanner: %w", runErr)
 	}
 	return b.ctxFail(ctx, BuildPackageFail, "cannot prepare the malware scanner: %w", err)
-}
-
-// sortedKeys are m's keys in byte order.
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -226,6 +226,23 @@ func (b *ContainerBuild) Output(ctx context.Context, cmd target.Command) (string
 	return out.String(), code, err
 }
 
+// AvailablePackages are those of pkgs that PackageAvailable finds, in
+// order (the reference's `for dep in …: if is_package_available(dep)`).
+// Failing to run apt-cache is the builder's failure.
+func (b *ContainerBuild) AvailablePackages(ctx context.Context, pkgs ...string) ([]string, *Failure) {
+	var avail []string
+	for _, pkg := range pkgs {
+		ok, err := b.PackageAvailable(ctx, pkg)
+		if err != nil {
+			return nil, b.ctxFail(ctx, BuildBuilderFail, "cannot run apt-cache: %w", err)
+		}
+		if ok {
+			avail = append(avail, pkg)
+		}
+	}
+	return avail, nil
+}
+
 // PackageAvailable is the reference's is_package_available: `apt-cache
 // show P` succeeds and names the package.
 func (b *ContainerBuild) PackageAvailable(ctx context.Context, pkg string) (bool, error) {

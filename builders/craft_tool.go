@@ -17,7 +17,8 @@ package builders
 
 import (
 	"context"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/buildd-agent/buildd-agent/builders/target"
@@ -242,15 +243,11 @@ func (m *craftManager) install(ctx context.Context, b *ContainerBuild) *Failure 
 		}
 	}
 	// udev works around https://bugs.launchpad.net/snapd/+bug/1731519.
-	for _, dep := range []string{"snapd", "fuse", "squashfuse", "udev"} {
-		ok, err := b.PackageAvailable(ctx, dep)
-		if err != nil {
-			return b.ctxFail(ctx, BuildBuilderFail, "cannot run apt-cache: %w", err)
-		}
-		if ok {
-			deps = append(deps, dep)
-		}
+	avail, f := b.AvailablePackages(ctx, "snapd", "fuse", "squashfuse", "udev")
+	if f != nil {
+		return f
 	}
+	deps = append(deps, avail...)
 	deps = append(deps, vcsDep(a.Branch))
 	deps = append(deps, t.deps...)
 	if f := b.Run(ctx, BuildPackageFail, target.Command{Args: append([]string{"apt-get", "-y", "install"}, deps...)}); f != nil {
@@ -259,12 +256,7 @@ func (m *craftManager) install(ctx context.Context, b *ContainerBuild) *Failure 
 	if f := b.InstallSnapStoreProxy(ctx, b.Env.Config.SnapStoreProxyURL, BuildPackageFail); f != nil {
 		return f
 	}
-	snaps := make([]string, 0, len(a.Channels))
-	for s := range a.Channels {
-		snaps = append(snaps, s)
-	}
-	sort.Strings(snaps)
-	for _, s := range snaps {
+	for _, s := range slices.Sorted(maps.Keys(a.Channels)) {
 		if s == t.tool {
 			continue // needs --classic, below
 		}

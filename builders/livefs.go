@@ -218,15 +218,11 @@ func (m *LiveFSManager) install(ctx context.Context, b *ContainerBuild) *Failure
 	deps := []string{"livecd-rootfs"}
 	// The LXD backend supports snapd; udev works around
 	// https://bugs.launchpad.net/snapd/+bug/1731519.
-	for _, dep := range []string{"snapd", "fuse", "squashfuse", "udev"} {
-		ok, err := b.PackageAvailable(ctx, dep)
-		if err != nil {
-			return b.ctxFail(ctx, BuildBuilderFail, "cannot run apt-cache: %w", err)
-		}
-		if ok {
-			deps = append(deps, dep)
-		}
+	avail, f := b.AvailablePackages(ctx, "snapd", "fuse", "squashfuse", "udev")
+	if f != nil {
+		return f
 	}
+	deps = append(deps, avail...)
 	if f := b.Run(ctx, BuildPackageFail, target.Command{Args: append([]string{"apt-get", "-y", "install"}, deps...)}); f != nil {
 		return f
 	}
