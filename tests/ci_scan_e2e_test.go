@@ -81,13 +81,7 @@ func newCIScanFixture(t *testing.T) *ciScanFixture {
 	}))
 	t.Cleanup(chroot.Close)
 
-	exec.Command("lxc", "network", "delete", ciScanE2EBridge).Run() // a leftover
-	out, err := exec.Command("lxc", "network", "create", ciScanE2EBridge, "ipv4.address="+ciScanE2EHost+"/24",
-		"ipv4.nat=false", "ipv4.routing=false", "ipv4.dhcp=false", "ipv6.address=none").CombinedOutput()
-	if err != nil {
-		t.Fatalf("lxc network create %s: %v\n%s", ciScanE2EBridge, err, out)
-	}
-	t.Cleanup(func() { exec.Command("lxc", "network", "delete", ciScanE2EBridge).Run() })
+	lxdTestBridge(t, ciScanE2EBridge, ciScanE2EHost)
 
 	// python3 is a stand-in: the proxy dependencies' (socat is in the
 	// chroot); the stand-ins need no Python.

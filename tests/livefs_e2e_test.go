@@ -48,20 +48,6 @@ func livefsCleanupLXD() {
 	exec.Command("lxc", "profile", "delete", livefsE2EProfile).Run()
 }
 
-// livefsBridge makes the tests' bridge as the agent would (it repairs it
-// to its own settings at start), so that the archives and the proxy can
-// listen on its address before the agent runs, and deletes it at the end.
-func livefsBridge(t *testing.T) {
-	t.Helper()
-	exec.Command("lxc", "network", "delete", livefsE2EBridge).Run() // a leftover
-	out, err := exec.Command("lxc", "network", "create", livefsE2EBridge, "ipv4.address="+livefsE2EHost+"/24",
-		"ipv4.nat=false", "ipv4.routing=false", "ipv4.dhcp=false", "ipv6.address=none").CombinedOutput()
-	if err != nil {
-		t.Fatalf("lxc network create %s: %v\n%s", livefsE2EBridge, err, out)
-	}
-	t.Cleanup(func() { exec.Command("lxc", "network", "delete", livefsE2EBridge).Run() })
-}
-
 func writeLiveFSAgentConfig(t testing.TB, dir string, port, proxyPort int) string {
 	t.Helper()
 	p := writeLXDAgentConfig(t, dir, snapE2EArch, port, proxyPort, livefsE2EProfile, fmt.Sprintf("instance = %q\n", livefsE2EInstance))
@@ -103,7 +89,7 @@ func newLiveFSFixture(t *testing.T) *livefsFixture {
 		http.ServeFile(w, r, chrootPath)
 	}))
 	t.Cleanup(chroot.Close)
-	livefsBridge(t)
+	lxdTestBridge(t, livefsE2EBridge, livefsE2EHost)
 
 	debs := t.TempDir()
 	extra := []string{standins.LiveCDRootfsDeb(t, debs), standins.UbuntuDefaultsBuilderDeb(t, debs)}

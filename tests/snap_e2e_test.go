@@ -229,6 +229,24 @@ type snapAgent struct {
 	exited    chan struct{}
 }
 
+// lxdTestBridge makes a test's own LXD bridge named name at host/24, as
+// the agent would (it repairs it to its own settings at start), so that
+// archives and proxies can listen on its address before the agent runs,
+// and deletes it at the end. On the shared lpbuilddbr0 every e2e agent's
+// container is 10.10.10.2, so tests that may run beside others use their
+// own. No NAT and no routing: LXD's default ipv4.routing=true would turn
+// on the host's forwarding (TestLXDTestBridgeHasNoRouteOut).
+func lxdTestBridge(t testing.TB, name, host string) {
+	t.Helper()
+	exec.Command("lxc", "network", "delete", name).Run() // a leftover
+	out, err := exec.Command("lxc", "network", "create", name, "ipv4.address="+host+"/24",
+		"ipv4.nat=false", "ipv4.routing=false", "ipv4.dhcp=false", "ipv6.address=none").CombinedOutput()
+	if err != nil {
+		t.Fatalf("lxc network create %s: %v\n%s", name, err, out)
+	}
+	t.Cleanup(func() { exec.Command("lxc", "network", "delete", name).Run() })
+}
+
 // writeSnapAgentConfig writes a config for a test agent: loopback port,
 // state in dir, its own proxy port on the bridge, its own LXD label.
 func writeSnapAgentConfig(t testing.TB, dir string, port, proxyPort int, proxyExtra ...string) string {
