@@ -91,6 +91,24 @@ func localFlagError(name string) func(*cobra.Command, error) error {
 	}
 }
 
+// localConfig is the agent configuration a local build runs with: the
+// --config file (or the embedded default), its backend replaced by
+// backend unless that is "", and the architecture to build for: arch, or
+// the first of [builder] architectures.
+func localConfig(path, backend, arch string) (*agent.Config, string, error) {
+	cfg, err := loadConfig(path)
+	if err != nil {
+		return nil, "", err
+	}
+	if backend != "" {
+		cfg.Builder.Backend = backend
+	}
+	if arch == "" {
+		arch = cfg.Builder.Architectures[0]
+	}
+	return cfg, arch, nil
+}
+
 // addArchiveArgs puts --archive and --trusted-key into the build()
 // arguments as buildd-manager sends them.
 func addArchiveArgs(args map[string]any, archives, keyFiles []string) error {
@@ -264,16 +282,9 @@ func runLocalSnap(ctx context.Context, f localSnapFlags, stdout, stderr io.Write
 	if (f.chroot == "") == (f.image == "") {
 		return 0, errors.New("give exactly one of --chroot and --image")
 	}
-	cfg, err := loadConfig(f.config)
+	cfg, arch, err := localConfig(f.config, f.backend, f.arch)
 	if err != nil {
 		return 0, err
-	}
-	if f.backend != "" {
-		cfg.Builder.Backend = f.backend
-	}
-	arch := f.arch
-	if arch == "" {
-		arch = cfg.Builder.Architectures[0]
 	}
 	args, err := snapBuildArgs(f, arch)
 	if err != nil {

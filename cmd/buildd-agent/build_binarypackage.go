@@ -136,13 +136,9 @@ func runLocalBinaryPackage(ctx context.Context, f localBinaryPackageFlags, stdou
 	if f.dsc == "" || f.chroot == "" {
 		return 0, errors.New("--dsc and --chroot are required")
 	}
-	cfg, err := loadConfig(f.config)
+	cfg, arch, err := localConfig(f.config, "", f.arch)
 	if err != nil {
 		return 0, err
-	}
-	arch := f.arch
-	if arch == "" {
-		arch = cfg.Builder.Architectures[0]
 	}
 	args, err := binaryPackageBuildArgs(f, arch)
 	if err != nil {

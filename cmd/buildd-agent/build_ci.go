@@ -460,16 +460,9 @@ func runLocalCI(ctx context.Context, f localCIFlags, stdout, stderr io.Writer) (
 		}
 		fmt.Fprintf(stderr, "stages from .launchpad.yaml: %s\n", formatCIStages(stages))
 	}
-	cfg, err := loadConfig(f.config)
+	cfg, arch, err := localConfig(f.config, f.backend, f.arch)
 	if err != nil {
 		return 0, err
-	}
-	if f.backend != "" {
-		cfg.Builder.Backend = f.backend
-	}
-	arch := f.arch
-	if arch == "" {
-		arch = cfg.Builder.Architectures[0]
 	}
 	args, err := ciBuildArgs(f, arch, stages)
 	if err != nil {

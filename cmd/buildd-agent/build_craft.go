@@ -196,16 +196,9 @@ func runLocalCraft(ctx context.Context, k localCraftKind, f localCraftFlags, std
 	if f.gitRepository == "" {
 		return 0, errors.New("--git-repository is required")
 	}
-	cfg, err := loadConfig(f.config)
+	cfg, arch, err := localConfig(f.config, f.backend, f.arch)
 	if err != nil {
 		return 0, err
-	}
-	if f.backend != "" {
-		cfg.Builder.Backend = f.backend
-	}
-	arch := f.arch
-	if arch == "" {
-		arch = cfg.Builder.Architectures[0]
 	}
 	args, err := craftBuildArgs(k, f, arch)
 	if err != nil {

@@ -102,13 +102,9 @@ func runLocalLiveFS(ctx context.Context, f localLiveFSFlags, stdout, stderr io.W
 	if err != nil {
 		return 0, err
 	}
-	cfg, err := loadConfig(f.config)
+	cfg, arch, err := localConfig(f.config, "", f.arch)
 	if err != nil {
 		return 0, err
-	}
-	arch := f.arch
-	if arch == "" {
-		arch = cfg.Builder.Architectures[0]
 	}
 	args := liveFSBuildArgs(f, arch)
 	if err := addArchiveArgs(args, f.archives, f.keys); err != nil {

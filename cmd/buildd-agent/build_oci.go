@@ -130,16 +130,9 @@ func runLocalOCI(ctx context.Context, f localOCIFlags, stdout, stderr io.Writer)
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	cfg, err := loadConfig(f.config)
+	cfg, arch, err := localConfig(f.config, f.backend, f.arch)
 	if err != nil {
 		return 0, err
-	}
-	if f.backend != "" {
-		cfg.Builder.Backend = f.backend
-	}
-	arch := f.arch
-	if arch == "" {
-		arch = cfg.Builder.Architectures[0]
 	}
 	args, err := ociBuildArgs(f, arch)
 	if err != nil {

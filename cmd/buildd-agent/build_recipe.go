@@ -75,14 +75,9 @@ func runLocalRecipe(ctx context.Context, f localRecipeFlags, stdout, stderr io.W
 	if err != nil {
 		return 0, fmt.Errorf("cannot read --recipe: %w", err)
 	}
-	cfg, err := loadConfig(f.config)
+	cfg, arch, err := localConfig(f.config, "chroot", f.arch)
 	if err != nil {
 		return 0, err
-	}
-	cfg.Builder.Backend = "chroot"
-	arch := f.arch
-	if arch == "" {
-		arch = cfg.Builder.Architectures[0]
 	}
 	req, err := localChrootRequest(f.chroot)
 	if err != nil {

@@ -86,15 +86,10 @@ func runLocalTranslationTemplates(ctx context.Context, f localTranslationFlags, 
 	if (f.gitRepository == "") == (f.branch == "") {
 		return 0, errors.New("give one of --git-repository and --branch")
 	}
-	cfg, err := loadConfig(f.config)
+	// These builds run on the chroot backend only: no LXD set-up.
+	cfg, arch, err := localConfig(f.config, "chroot", f.arch)
 	if err != nil {
 		return 0, err
-	}
-	// These builds run on the chroot backend only: no LXD set-up.
-	cfg.Builder.Backend = "chroot"
-	arch := f.arch
-	if arch == "" {
-		arch = cfg.Builder.Architectures[0]
 	}
 	req, err := localChrootRequest(f.chroot)
 	if err != nil {
