@@ -22,6 +22,9 @@ const (
 	maxIdleUpstream     = 256
 	upstreamIdleTimeout = 60 * time.Second // the transport's IdleConnTimeout; squid keeps idle ones 120 s
 	max1xxResponses     = 5
+	// earlyAnswerWait bounds the wait for an answer from an upstream
+	// that stopped reading a request body.
+	earlyAnswerWait = 5 * time.Second
 )
 
 var (
@@ -214,6 +217,11 @@ func (fc *fastConn) exchange(uc *upConn) (status int, n int64, keep bool, err er
 		ubw.WriteString("Transfer-Encoding: chunked\r\n")
 	}
 	ubw.WriteString("\r\n")
+	// early: the upstream stopped taking the body. It may have answered
+	// first (a refusal such as 407 or 413, then a close, RFC 9112 9.6):
+	// that answer is relayed, not a 502, and the client connection ends
+	// since the rest of its body was not read.
+	var early error
 	if r.hasBody() {
 		var rerr, werr error
 		if r.chunked {
@@ -224,15 +232,19 @@ func (fc *fastConn) exchange(uc *upConn) (status int, n int64, keep bool, err er
 		if rerr != nil {
 			return 0, 0, false, fmt.Errorf("%w: %v", errClientBody, rerr)
 		} else if werr != nil {
-			return 0, 0, false, &upstreamUnreachable{fc.p.up.hostPort, werr}
+			early = werr
+			uc.c.SetReadDeadline(time.Now().Add(earlyAnswerWait))
+		} else {
+			fc.bodyDone = true
 		}
-		fc.bodyDone = true
 	}
-	if err := ubw.Flush(); err != nil {
-		if uc.reused && !r.hasBody() {
-			return 0, 0, false, errNoResponse
+	if early == nil {
+		if err := ubw.Flush(); err != nil {
+			if uc.reused && !r.hasBody() {
+				return 0, 0, false, errNoResponse
+			}
+			return 0, 0, false, &upstreamUnreachable{fc.p.up.hostPort, err}
 		}
-		return 0, 0, false, &upstreamUnreachable{fc.p.up.hostPort, err}
 	}
 
 	// The answer, past any 1xx.
@@ -240,6 +252,9 @@ func (fc *fastConn) exchange(uc *upConn) (status int, n int64, keep bool, err er
 	var code int
 	for i := 0; ; i++ {
 		if err := rh.read(ubr); err != nil {
+			if early != nil {
+				return 0, 0, false, &upstreamUnreachable{fc.p.up.hostPort, early}
+			}
 			if uc.reused && len(rh.buf) == 0 && (err == io.EOF || errors.Is(err, net.ErrClosed) || isReset(err)) {
 				return 0, 0, false, errNoResponse
 			}
@@ -310,10 +325,13 @@ func (fc *fastConn) exchange(uc *upConn) (status int, n int64, keep bool, err er
 	if (chunked || toEOF) && !noBody {
 		cbw.WriteString("Transfer-Encoding: chunked\r\n")
 	}
-	if r.close {
+	if r.close || early != nil {
 		cbw.WriteString("Connection: close\r\n")
 	}
 	cbw.WriteString("\r\n")
+	if early != nil {
+		uc.c.SetReadDeadline(time.Time{})
+	}
 
 	// The body.
 	var rerr, werr error
@@ -336,6 +354,9 @@ func (fc *fastConn) exchange(uc *upConn) (status int, n int64, keep bool, err er
 	}
 	if werr != nil {
 		return code, n, false, werr
+	}
+	if early != nil {
+		return code, n, false, nil
 	}
 	reusable = !upClose
 	return code, n, true, nil

@@ -8,8 +8,11 @@ package proxy
 // its background read, and its Transport hands every request to two more),
 // which is what made the proxy cost more CPU per request than squid.
 //
-// Everything else (CONNECT, WebSocket and other upgrades, chunked request
-// Expect: 100-continue, HTTP/1.0, requests after the cut-off,
+// Request bodies (Content-Length or chunked) go through as they arrive, on
+// a fresh upstream connection (a body cannot be replayed if squid closes an
+// idle one just then); an upstream that stops reading the body and answers
+// early has its answer relayed. Everything else (CONNECT, WebSocket and
+// other upgrades, Expect: 100-continue, HTTP/1.0, requests after the cut-off,
 // malformed or unusual heads) is handed, with the bytes already read, to
 // net/http + goproxy (ServeHTTP), which keeps that connection from then
 // on: those answers are exactly what they were before the fast path.
@@ -24,6 +27,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"io"
 	"net"
 	"sync"
 	"time"
@@ -31,7 +35,8 @@ import (
 
 const (
 	clientBufSize     = 4 << 10
-	clientIdleTimeout = 60 * time.Second // http.Server's IdleTimeout and ReadHeaderTimeout here
+	clientIdleTimeout = 60 * time.Second       // http.Server's IdleTimeout and ReadHeaderTimeout here
+	lingerTimeout     = 500 * time.Millisecond // net/http's rstAvoidanceDelay
 )
 
 var (
@@ -204,10 +209,7 @@ func (fc *fastConn) parseRequest() bool {
 			}
 		}
 	}
-	// Requests with a body stay with net/http's transport for now: on
-	// squid's connections it met resets the fast path has not yet been
-	// made to survive (see the note in the README's benchmarks).
-	return hosts == 1 && !r.hasBody()
+	return hosts == 1
 }
 
 // hasBody: the request carries a body (which makes it not replayable).
@@ -226,7 +228,24 @@ func (fc *fastConn) serve() bool {
 	}
 	status, n, keep := fc.forward()
 	p.logFast(&fc.r, status, n)
+	if !keep && !fc.bodyDone {
+		fc.lingerClose()
+	}
 	return keep && !fc.r.close
+}
+
+// lingerClose ends a connection whose request body was not read whole (an
+// early answer, a 502): it half-closes after the answer and drains what the
+// client still sends for a moment, so that closing with unread bytes does
+// not reset the connection before the client has read the answer
+// (net/http's closeWriteAndWait does the same).
+func (fc *fastConn) lingerClose() {
+	if cw, ok := fc.c.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+	fc.deadline = time.Now().Add(lingerTimeout)
+	fc.c.SetReadDeadline(fc.deadline)
+	io.Copy(io.Discard, fc.br)
 }
 
 // handoffConn is a client connection given to net/http with the bytes the
