@@ -226,7 +226,9 @@ func (fc *fastConn) serve() bool {
 		fc.deadline = time.Time{}
 		fc.c.SetReadDeadline(fc.deadline)
 	}
+	p.inflight.Add(1)
 	status, n, keep := fc.forward()
+	p.inflight.Add(-1)
 	p.logFast(&fc.r, status, n)
 	if !keep && !fc.bodyDone {
 		fc.lingerClose()

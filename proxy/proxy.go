@@ -94,7 +94,11 @@ type Proxy struct {
 	stopped  atomic.Bool
 	handlers sync.WaitGroup
 
-	logMu sync.Mutex // serialises writes to cfg.Log
+	logMu      sync.Mutex // serialises writes to cfg.Log and guards the fields below
+	logBuf     []byte     // access lines not yet written (accesslog.go)
+	logTimer   *time.Timer
+	logPending bool         // logTimer is armed
+	inflight   atomic.Int32 // fast-path requests being forwarded
 
 	mu        sync.Mutex
 	tunnels   map[*clientConn]struct{} // hijacked client connections
@@ -333,6 +337,7 @@ func (p *Proxy) Stop(ctx context.Context) error {
 			p.logger.Warn("builder proxy: requests still running at stop", "err", ctx.Err())
 		}
 		p.stopped.Store(true)
+		p.flushAccess()
 		p.logger.Info("builder proxy stopped", "url", p.url)
 		p.revoke(ctx)
 		if err != nil {
@@ -366,6 +371,7 @@ type lockedWriter struct{ p *Proxy }
 func (w lockedWriter) Write(b []byte) (int, error) {
 	w.p.logMu.Lock()
 	defer w.p.logMu.Unlock()
+	w.p.flushAccessLocked() // the access lines before it come first
 	return w.p.cfg.Log.Write(b)
 }
 
