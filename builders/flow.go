@@ -12,7 +12,7 @@ package builders
 //	install          Flow.Install                          "Install failed: …"
 //	fetch source     git checkout on the host, streamed into
 //	                 Flow.SourceDir; revision_id             "Build failed: …"
-//	(build path)     build_path resolved inside the tree     "Build failed: Invalid build file path: …"
+//	(build path)     build_path resolved inside the tree     "Build failed: invalid build file path: …"
 //	Flow.Steps       in the build directory                "Build failed: …"
 //	stop proxy       stop listening, revoke the token (whatever happened)
 //	gather results   Flow.Results from the build directory   PACKAGEFAIL

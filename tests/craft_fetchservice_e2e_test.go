@@ -221,3 +221,96 @@ func TestCraftE2EFetchService(t *testing.T) {
 func pemCertificate(der []byte) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
+
+// Charm and craft builds in the fetch-service mode, on the flow the rock
+// build above tests in full: the stand-in's https fetch through mitmdump
+// works (the CA from secrets is trusted), the build sees the fetch-service
+// environment, the session token is revoked in its JSON form and never
+// logged, and proxy_info() says so.
+func TestCraftE2EFetchServiceCharmAndCraft(t *testing.T) {
+	f := newCraftFixture(t)
+	fs := startFetchService(t)
+	payload := fmt.Sprintf("tls-payload-%d", time.Now().UnixNano())
+	origin := tlsOrigin(t, payload)
+	var revMu sync.Mutex
+	var revs []string
+	control := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		revMu.Lock()
+		revs = append(revs, fmt.Sprintf("%s %s %s", r.Method, r.URL.Path, body))
+		revMu.Unlock()
+	}))
+	t.Cleanup(control.Close)
+	revocation := control.URL + "/session/" + fetchE2ESession + "/token"
+	yaml := fmt.Sprintf("name: hello\nversion: '8.0'\nstandin-fetch: %s/payload\n", origin.URL)
+	f.repo.WriteFile(t, "charm/charmcraft.yaml", yaml)
+	f.repo.WriteFile(t, "pkg/sourcecraft.yaml", yaml)
+	f.repo.Commit(t, "charm and craft 8.0")
+	f.repo.Tag(t, "8.0")
+	a := startCraftAgent(t)
+	a.ensureChroot(t, f.snapFixture)
+	for _, tc := range []struct {
+		tag, tool, buildPath string
+		seen                 func(t *testing.T, filemap map[string]any) string // the stand-in's standin-seen
+	}{
+		{"charm", "charmcraft", "charm", func(t *testing.T, filemap map[string]any) string {
+			sha, _ := filemap["hello_ubuntu-24.04-amd64.manifest"].(string)
+			return string(a.fetch(t, sha))
+		}},
+		{"craft", "sourcecraft", "pkg", func(t *testing.T, filemap map[string]any) string {
+			sha, _ := filemap["hello_8.0.tar.xz"].(string)
+			tarball := filepath.Join(t.TempDir(), "hello.tar.xz")
+			os.WriteFile(tarball, a.fetch(t, sha), 0o644)
+			out, err := exec.Command("tar", "-xJOf", tarball, "./standin-seen").Output()
+			if err != nil {
+				t.Fatalf("cannot read standin-seen from the craft tarball: %v", err)
+			}
+			return string(out)
+		}},
+	} {
+		t.Run(tc.tag, func(t *testing.T) {
+			revMu.Lock()
+			revs = nil
+			revMu.Unlock()
+			args := f.buildArgs(tc.tag, tc.tool, "refs/tags/8.0", tc.buildPath)
+			args["proxy_url"] = fs.url
+			args["revocation_endpoint"] = revocation
+			args["use_fetch_service"] = true
+			args["secrets"] = map[string]any{"fetch_service_mitm_certificate": base64.StdEncoding.EncodeToString(fs.caPEM)}
+			startCraftBuild(t, a, f, strings.ToUpper(tc.tag)+"FETCH-1", tc.tag, args)
+			st, log := finishedBuild(t, a)
+			defer a.call(t, "clean")
+			if st["build_status"] != "BuildStatus.OK" {
+				t.Fatalf("build_status = %v; log:\n%s", st["build_status"], log)
+			}
+			filemap, _ := st["filemap"].(map[string]any)
+			seen := tc.seen(t, filemap)
+			for _, want := range []string{"fetched: " + payload + "\n", "env REQUESTS_CA_BUNDLE=/usr/local/share/ca-certificates/local-ca.crt\n",
+				"env GOPROXY=direct\n", "env CARGO_HTTP_CAINFO=/usr/local/share/ca-certificates/local-ca.crt\n"} {
+				if !strings.Contains(seen, want) {
+					t.Errorf("the build did not see %q:\n%s", want, seen)
+				}
+			}
+			for _, want := range []string{"RUN: update-ca-certificates \n", "RUN: systemctl restart snapd\n"} {
+				if !strings.Contains(log, want) {
+					t.Errorf("log lacks %q", want)
+				}
+			}
+			if strings.Contains(log, fetchE2EToken) {
+				t.Errorf("the build log shows the session token")
+			}
+			revMu.Lock()
+			gotRevs := append([]string(nil), revs...)
+			revMu.Unlock()
+			if want := fmt.Sprintf(`DELETE /session/%s/token {"token":"%s"}`, fetchE2ESession, fetchE2EToken); len(gotRevs) != 1 || gotRevs[0] != want {
+				t.Errorf("revocations = %q, want [%s]", gotRevs, want)
+			}
+			if pi, ok := a.call(t, "proxy_info").(map[string]any); !ok || pi["use_fetch_service"] != true {
+				t.Errorf("proxy_info() = %#v", pi)
+			}
+		})
+	}
+	if o := fs.output.String(); !strings.Contains(o, origin.URL+"/payload") {
+		t.Errorf("mitmdump did not see the builds' requests:\n%s", o)
+	}
+}
