@@ -447,63 +447,99 @@ func tarMembers(t *testing.T, r io.Reader) map[string]bool {
 	}
 }
 
-// TestCraftE2ELocalBuild runs `buildd-agent build rock` (the same manager
-// in-process) and checks the artifact and summary.json it writes.
+// TestCraftE2ELocalBuild runs `buildd-agent build rock|charm|craft` (the
+// same managers in-process) and checks the artifacts and summary.json each
+// writes.
 func TestCraftE2ELocalBuild(t *testing.T) {
 	f := newCraftFixture(t)
 	f.repo.WriteFile(t, "rock/rockcraft.yaml", f.toolYAML("5.0"))
+	f.repo.WriteFile(t, "charm/charmcraft.yaml", f.toolYAML("5.0"))
+	f.repo.WriteFile(t, "pkg/sourcecraft.yaml", f.toolYAML("5.0"))
 	commit := f.repo.Commit(t, "local")
 	f.repo.AnnotatedTag(t, "5.0", "release 5.0")
 	keyFile := f.trustedKeyFile(t)
 	state := t.TempDir()
 	conf := writeCraftAgentConfig(t, state, snapFreePort(t, "127.0.0.1"), snapFreePort(t, "10.10.10.1"))
-	out := filepath.Join(t.TempDir(), "out")
 	t.Cleanup(craftCleanupLXD)
-	cmd := exec.Command(snapE2EBinary(t), "build", "rock", "--config", conf,
-		"--git-repository", f.repo.URL(), "--git-path", "refs/tags/5.0", "--build-path", "rock", "--chroot", f.chrootPath,
-		"--channel", "rockcraft=1.x/stable", "--proxy-url", f.upstream, "--revocation-endpoint", f.revURL,
-		"--archive", f.archiveLine, "--trusted-key", keyFile, "--launchpad-instance", "production",
-		"--series", craftE2ESeries, "--arch", craftE2EArch, "--output", out)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("build rock: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
-	}
-	if !strings.Contains(stdout.String(), "==> [4/7] rockcraft pack\n") || !strings.Contains(stdout.String(), "RUN: rockcraft pack -v --destructive-mode") {
-		t.Errorf("terminal output lacks the phase line or the log:\n%s", stdout.String())
-	}
-	if strings.Contains(stdout.String()+stderr.String(), snapE2EPass) {
-		t.Errorf("the terminal shows the proxy password")
-	}
-	var sum struct {
-		Status    string `json:"status"`
-		Revision  string `json:"revision"`
-		Artifacts []struct {
-			Name string `json:"name"`
-		} `json:"artifacts"`
-	}
-	data, err := os.ReadFile(filepath.Join(out, "summary.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(data, &sum); err != nil {
-		t.Fatalf("summary.json: %v\n%s", err, data)
-	}
-	if sum.Status != "BuildStatus.OK" || sum.Revision != commit || len(sum.Artifacts) != 1 || sum.Artifacts[0].Name != "hello_5.0_amd64.rock" {
-		t.Errorf("summary = %s", data)
-	}
-	rock, err := os.Open(filepath.Join(out, "hello_5.0_amd64.rock"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rock.Close()
-	if m := tarMembers(t, rock); !m["./oci-layout"] {
-		t.Errorf("the rock is not an OCI layout: %v", m)
-	}
-	if snapContainerExists(craftE2EContainer()) {
-		t.Errorf("container left after a local build")
-	}
-	if len(f.revoked()) != 1 {
-		t.Errorf("revocations = %q", f.revoked())
+	for _, tc := range []struct {
+		tag, tool, buildPath string
+		flags                []string
+		artifacts            []string // sorted
+		check                func(t *testing.T, out string)
+	}{
+		{"rock", "rockcraft", "rock", []string{"--launchpad-instance", "production"}, []string{"hello_5.0_amd64.rock"}, func(t *testing.T, out string) {
+			rock, err := os.Open(filepath.Join(out, "hello_5.0_amd64.rock"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rock.Close()
+			if m := tarMembers(t, rock); !m["./oci-layout"] {
+				t.Errorf("the rock is not an OCI layout: %v", m)
+			}
+		}},
+		{"charm", "charmcraft", "charm", []string{"--craft-platform", "ubuntu-24.04-amd64"},
+			[]string{"hello_ubuntu-24.04-amd64.charm", "hello_ubuntu-24.04-amd64.manifest"}, func(t *testing.T, out string) {
+				m, err := os.ReadFile(filepath.Join(out, "hello_ubuntu-24.04-amd64.manifest"))
+				if err != nil || !strings.Contains(string(m), "env CRAFT_PLATFORM=ubuntu-24.04-amd64\n") {
+					t.Errorf("manifest (what the stand-in saw) = %q, %v", m, err)
+				}
+			}},
+		{"craft", "sourcecraft", "pkg", []string{"--launchpad-instance", "production"}, []string{"hello_5.0.tar.xz"}, func(t *testing.T, out string) {
+			seen, err := exec.Command("tar", "-xJOf", filepath.Join(out, "hello_5.0.tar.xz"), "./standin-seen").Output()
+			if err != nil || !strings.Contains(string(seen), "cwd: /home/buildd/hello/pkg\n") {
+				t.Errorf("standin-seen = %q, %v", seen, err)
+			}
+		}},
+	} {
+		t.Run(tc.tag, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "out")
+			before := len(f.revoked())
+			args := append([]string{"build", tc.tag, "--config", conf,
+				"--git-repository", f.repo.URL(), "--git-path", "refs/tags/5.0", "--build-path", tc.buildPath, "--chroot", f.chrootPath,
+				"--channel", tc.tool + "=1.x/stable", "--proxy-url", f.upstream, "--revocation-endpoint", f.revURL,
+				"--archive", f.archiveLine, "--trusted-key", keyFile,
+				"--series", craftE2ESeries, "--arch", craftE2EArch, "--output", out}, tc.flags...)
+			cmd := exec.Command(snapE2EBinary(t), args...)
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			if err := cmd.Run(); err != nil {
+				t.Fatalf("build %s: %v\nstdout:\n%s\nstderr:\n%s", tc.tag, err, stdout.String(), stderr.String())
+			}
+			if !strings.Contains(stdout.String(), "==> [4/7] "+tc.tool+" pack\n") || !strings.Contains(stdout.String(), "RUN: "+tc.tool+" pack -v --destructive-mode") {
+				t.Errorf("terminal output lacks the phase line or the log:\n%s", stdout.String())
+			}
+			if strings.Contains(stdout.String()+stderr.String(), snapE2EPass) {
+				t.Errorf("the terminal shows the proxy password")
+			}
+			var sum struct {
+				Status    string `json:"status"`
+				Revision  string `json:"revision"`
+				Artifacts []struct {
+					Name string `json:"name"`
+				} `json:"artifacts"`
+			}
+			data, err := os.ReadFile(filepath.Join(out, "summary.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal(data, &sum); err != nil {
+				t.Fatalf("summary.json: %v\n%s", err, data)
+			}
+			var names []string
+			for _, a := range sum.Artifacts {
+				names = append(names, a.Name)
+			}
+			sort.Strings(names)
+			if sum.Status != "BuildStatus.OK" || sum.Revision != commit || strings.Join(names, " ") != strings.Join(tc.artifacts, " ") {
+				t.Errorf("summary = %s, want artifacts %v", data, tc.artifacts)
+			}
+			tc.check(t, out)
+			if snapContainerExists(craftE2EContainer()) {
+				t.Errorf("container left after a local build")
+			}
+			if got := f.revoked(); len(got) != before+1 {
+				t.Errorf("revocations = %q", got)
+			}
+		})
 	}
 }
