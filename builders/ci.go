@@ -408,12 +408,13 @@ func (m *CIManager) install(ctx context.Context, b *ContainerBuild) *Failure {
 			return f
 		}
 	}
-	avail, f := b.AvailablePackages(ctx, "snapd", "fuse", "squashfuse")
+	vcsRequired, vcsOptional := vcsDeps(a.Branch)
+	avail, f := b.AvailablePackages(ctx, append([]string{"snapd", "fuse", "squashfuse"}, vcsOptional...)...)
 	if f != nil {
 		return f
 	}
 	deps = append(deps, avail...)
-	deps = append(deps, vcsDep(a.Branch))
+	deps = append(deps, vcsRequired...)
 	if a.ScanMalware {
 		deps = append(deps, ciScanPackages()...)
 	}

@@ -47,6 +47,20 @@ func TestCraftToolsBazaarBranch(t *testing.T) {
 	if !slices.Contains(ft.argvs(), "apt-get -y install udev bzr python3-pip python3-setuptools") {
 		t.Errorf("install: %q", ft.argvs())
 	}
+	// Archives without bzr: the branch is fetched on the host, so the
+	// build goes on without it.
+	noBzr := func(ft *fakeTarget, _ *fakeEnv) {
+		run := ft.onRun
+		ft.onRun = func(c recordedCommand) fakeRun {
+			if len(c.Args) == 3 && c.Args[0] == "apt-cache" && c.Args[2] == "bzr" {
+				return fakeRun{code: 100}
+			}
+			return run(c)
+		}
+	}
+	if ft, fe, res := runCraft(t, "charm", args, noBzr); res.Status != BuildOK || !slices.Contains(ft.argvs(), "apt-get -y install udev python3-pip python3-setuptools") {
+		t.Errorf("without bzr in the archives: status %s, commands %q:\n%s", res.Status, ft.argvs(), fe.logText())
+	}
 	if ft.files["/home/buildd/hello/sub/charmcraft.yaml"] == nil {
 		t.Errorf("branch not copied in")
 	}

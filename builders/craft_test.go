@@ -54,8 +54,8 @@ func runCraft(t *testing.T, tag string, args map[string]any, prep func(*fakeTarg
 			ft.symlink(c.Dir+"/latest.charm", "hello_amd64.charm")
 			ft.symlink(c.Dir+"/latest.rock", "hello_1.0_amd64.rock")
 		}
-		if len(c.Args) == 3 && c.Args[0] == "apt-cache" && c.Args[2] == "udev" {
-			return fakeRun{stdout: "Package: udev\nVersion: 252\n"}
+		if len(c.Args) == 3 && c.Args[0] == "apt-cache" && (c.Args[2] == "udev" || c.Args[2] == "bzr") {
+			return fakeRun{stdout: "Package: " + c.Args[2] + "\nVersion: 252\n"}
 		}
 		if len(c.Args) == 3 && c.Args[0] == "apt-cache" {
 			return fakeRun{code: 100}

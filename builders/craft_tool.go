@@ -142,12 +142,16 @@ func parseCraftSource(p *ArgParser) (branch, repository, gitPath string) {
 	return branch, repository, gitPath
 }
 
-// vcsDep is the reference's vcs_deps: what the checkout's tool needs.
-func vcsDep(branch string) string {
+// vcsDeps splits the reference's vcs_deps into what is always installed
+// (git: the checkout in the target needs it) and what is installed when
+// the build's archives have it (bzr: a branch is fetched on the host here,
+// with Breezy, so bzr in the build root is only for the build's own use
+// and its absence is no reason to fail the build).
+func vcsDeps(branch string) (required, optional []string) {
 	if branch != "" {
-		return "bzr"
+		return nil, []string{"bzr"}
 	}
-	return "git"
+	return []string{"git"}, nil
 }
 
 // checkSnapChannels checks a channels argument: snap names to channels.
@@ -243,12 +247,13 @@ func (m *craftManager) install(ctx context.Context, b *ContainerBuild) *Failure 
 		}
 	}
 	// udev works around https://bugs.launchpad.net/snapd/+bug/1731519.
-	avail, f := b.AvailablePackages(ctx, "snapd", "fuse", "squashfuse", "udev")
+	vcsRequired, vcsOptional := vcsDeps(a.Branch)
+	avail, f := b.AvailablePackages(ctx, append([]string{"snapd", "fuse", "squashfuse", "udev"}, vcsOptional...)...)
 	if f != nil {
 		return f
 	}
 	deps = append(deps, avail...)
-	deps = append(deps, vcsDep(a.Branch))
+	deps = append(deps, vcsRequired...)
 	deps = append(deps, t.deps...)
 	if f := b.Run(ctx, BuildPackageFail, target.Command{Args: append([]string{"apt-get", "-y", "install"}, deps...)}); f != nil {
 		return f

@@ -198,7 +198,15 @@ func (m *OCIManager) install(ctx context.Context, b *ContainerBuild) *Failure {
 			}
 		}
 	}
-	deps = append(deps, vcsDep(m.args.Branch))
+	vcsRequired, vcsOptional := vcsDeps(m.args.Branch)
+	if len(vcsOptional) > 0 {
+		avail, f := b.AvailablePackages(ctx, vcsOptional...)
+		if f != nil {
+			return f
+		}
+		deps = append(deps, avail...)
+	}
+	deps = append(deps, vcsRequired...)
 	if f := b.Run(ctx, BuildPackageFail, target.Command{Args: append([]string{"apt-get", "-y", "install"}, deps...)}); f != nil {
 		return f
 	}

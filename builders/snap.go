@@ -225,12 +225,13 @@ func (m *SnapManager) install(ctx context.Context, b *ContainerBuild) *Failure {
 		}
 	}
 	// udev works around https://bugs.launchpad.net/snapd/+bug/1731519.
-	avail, f := b.AvailablePackages(ctx, "snapd", "fuse", "squashfuse", "udev")
+	vcsRequired, vcsOptional := vcsDeps(a.Branch)
+	avail, f := b.AvailablePackages(ctx, append([]string{"snapd", "fuse", "squashfuse", "udev"}, vcsOptional...)...)
 	if f != nil {
 		return f
 	}
 	deps = append(deps, avail...)
-	deps = append(deps, vcsDep(a.Branch))
+	deps = append(deps, vcsRequired...)
 	if _, ok := a.Channels["snapcraft"]; ok {
 		// snapcraft needs sudo but cannot depend on it as a snap.
 		deps = append(deps, "sudo")

@@ -222,6 +222,73 @@ func pemCertificate(der []byte) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
 
+// fetchSession is a fetch-service session for a build: mitmdump, an https
+// origin serving payload that only the session's CA makes trusted, and the
+// control API that records the session token's revocations.
+type fetchSession struct {
+	fs         *fetchService
+	origin     *httptest.Server
+	payload    string
+	revocation string
+	mu         sync.Mutex
+	revs       []string // "METHOD path body"
+}
+
+func newFetchSession(t *testing.T) *fetchSession {
+	s := &fetchSession{fs: startFetchService(t), payload: fmt.Sprintf("tls-payload-%d", time.Now().UnixNano())}
+	s.origin = tlsOrigin(t, s.payload)
+	control := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		s.mu.Lock()
+		s.revs = append(s.revs, fmt.Sprintf("%s %s %s", r.Method, r.URL.Path, body))
+		s.mu.Unlock()
+	}))
+	t.Cleanup(control.Close)
+	s.revocation = control.URL + "/session/" + fetchE2ESession + "/token"
+	return s
+}
+
+// use puts buildd-manager's fetch-service arguments into args.
+func (s *fetchSession) use(args map[string]any) {
+	s.mu.Lock()
+	s.revs = nil
+	s.mu.Unlock()
+	args["proxy_url"] = s.fs.url
+	args["revocation_endpoint"] = s.revocation
+	args["use_fetch_service"] = true
+	args["secrets"] = map[string]any{"fetch_service_mitm_certificate": base64.StdEncoding.EncodeToString(s.fs.caPEM)}
+}
+
+// check: the build trusted the CA, fetched the payload through mitmdump
+// (fetched is what the tool saw), never logged the token, had it revoked
+// once in the JSON form, and proxy_info() reports the fetch service.
+func (s *fetchSession) check(t *testing.T, a *snapAgent, log, fetched string) {
+	t.Helper()
+	if !strings.Contains(fetched, "fetched: "+s.payload+"\n") {
+		t.Errorf("the build did not fetch the payload over TLS:\n%s", fetched)
+	}
+	for _, want := range []string{"RUN: update-ca-certificates \n", "RUN: systemctl restart snapd\n"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log lacks %q", want)
+		}
+	}
+	if strings.Contains(log, fetchE2EToken) {
+		t.Errorf("the build log shows the session token")
+	}
+	s.mu.Lock()
+	revs := append([]string(nil), s.revs...)
+	s.mu.Unlock()
+	if want := fmt.Sprintf(`DELETE /session/%s/token {"token":"%s"}`, fetchE2ESession, fetchE2EToken); len(revs) != 1 || revs[0] != want {
+		t.Errorf("revocations = %q, want [%s]", revs, want)
+	}
+	if pi, ok := a.call(t, "proxy_info").(map[string]any); !ok || pi["use_fetch_service"] != true {
+		t.Errorf("proxy_info() = %#v", pi)
+	}
+	if o := s.fs.output.String(); !strings.Contains(o, s.origin.URL+"/payload") {
+		t.Errorf("mitmdump did not see the build's request:\n%s", o)
+	}
+}
+
 // Charm and craft builds in the fetch-service mode, on the flow the rock
 // build above tests in full: the stand-in's https fetch through mitmdump
 // works (the CA from secrets is trusted), the build sees the fetch-service
@@ -229,20 +296,8 @@ func pemCertificate(der []byte) []byte {
 // logged, and proxy_info() says so.
 func TestCraftE2EFetchServiceCharmAndCraft(t *testing.T) {
 	f := newCraftFixture(t)
-	fs := startFetchService(t)
-	payload := fmt.Sprintf("tls-payload-%d", time.Now().UnixNano())
-	origin := tlsOrigin(t, payload)
-	var revMu sync.Mutex
-	var revs []string
-	control := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		revMu.Lock()
-		revs = append(revs, fmt.Sprintf("%s %s %s", r.Method, r.URL.Path, body))
-		revMu.Unlock()
-	}))
-	t.Cleanup(control.Close)
-	revocation := control.URL + "/session/" + fetchE2ESession + "/token"
-	yaml := fmt.Sprintf("name: hello\nversion: '8.0'\nstandin-fetch: %s/payload\n", origin.URL)
+	s := newFetchSession(t)
+	yaml := fmt.Sprintf("name: hello\nversion: '8.0'\nstandin-fetch: %s/payload\n", s.origin.URL)
 	f.repo.WriteFile(t, "charm/charmcraft.yaml", yaml)
 	f.repo.WriteFile(t, "pkg/sourcecraft.yaml", yaml)
 	f.repo.Commit(t, "charm and craft 8.0")
@@ -269,14 +324,8 @@ func TestCraftE2EFetchServiceCharmAndCraft(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.tag, func(t *testing.T) {
-			revMu.Lock()
-			revs = nil
-			revMu.Unlock()
 			args := f.buildArgs(tc.tag, tc.tool, "refs/tags/8.0", tc.buildPath)
-			args["proxy_url"] = fs.url
-			args["revocation_endpoint"] = revocation
-			args["use_fetch_service"] = true
-			args["secrets"] = map[string]any{"fetch_service_mitm_certificate": base64.StdEncoding.EncodeToString(fs.caPEM)}
+			s.use(args)
 			startCraftBuild(t, a, f, strings.ToUpper(tc.tag)+"FETCH-1", tc.tag, args)
 			st, log := finishedBuild(t, a)
 			defer a.call(t, "clean")
@@ -285,32 +334,44 @@ func TestCraftE2EFetchServiceCharmAndCraft(t *testing.T) {
 			}
 			filemap, _ := st["filemap"].(map[string]any)
 			seen := tc.seen(t, filemap)
-			for _, want := range []string{"fetched: " + payload + "\n", "env REQUESTS_CA_BUNDLE=/usr/local/share/ca-certificates/local-ca.crt\n",
+			for _, want := range []string{"env REQUESTS_CA_BUNDLE=/usr/local/share/ca-certificates/local-ca.crt\n",
 				"env GOPROXY=direct\n", "env CARGO_HTTP_CAINFO=/usr/local/share/ca-certificates/local-ca.crt\n"} {
 				if !strings.Contains(seen, want) {
 					t.Errorf("the build did not see %q:\n%s", want, seen)
 				}
 			}
-			for _, want := range []string{"RUN: update-ca-certificates \n", "RUN: systemctl restart snapd\n"} {
-				if !strings.Contains(log, want) {
-					t.Errorf("log lacks %q", want)
-				}
-			}
-			if strings.Contains(log, fetchE2EToken) {
-				t.Errorf("the build log shows the session token")
-			}
-			revMu.Lock()
-			gotRevs := append([]string(nil), revs...)
-			revMu.Unlock()
-			if want := fmt.Sprintf(`DELETE /session/%s/token {"token":"%s"}`, fetchE2ESession, fetchE2EToken); len(gotRevs) != 1 || gotRevs[0] != want {
-				t.Errorf("revocations = %q, want [%s]", gotRevs, want)
-			}
-			if pi, ok := a.call(t, "proxy_info").(map[string]any); !ok || pi["use_fetch_service"] != true {
-				t.Errorf("proxy_info() = %#v", pi)
-			}
+			s.check(t, a, log, seen)
 		})
 	}
-	if o := fs.output.String(); !strings.Contains(o, origin.URL+"/payload") {
-		t.Errorf("mitmdump did not see the builds' requests:\n%s", o)
+}
+
+// A snap build in the fetch-service mode: snapcraft's https fetch through
+// mitmdump works because the CA from secrets is trusted, snapd is pointed
+// at the session, the token is revoked in its JSON form and never logged,
+// and proxy_info() says so.
+func TestSnapE2EFetchService(t *testing.T) {
+	f := newSnapFixture(t)
+	s := newFetchSession(t)
+	f.repo.WriteFile(t, "snap/snapcraft.yaml", fmt.Sprintf("name: hello\nversion: '2.0'\nsummary: test snap\nstandin-fetch: %s/payload\n", s.origin.URL))
+	commit := f.repo.Commit(t, "hello 2.0")
+	f.repo.Tag(t, "2.0")
+	a := startSnapAgent(t)
+	a.ensureChroot(t, f)
+	args := f.buildArgs("refs/tags/2.0")
+	s.use(args)
+	a.startBuild(t, f, "SNAPFETCH-1", args)
+	st, log := finishedBuild(t, a)
+	defer a.call(t, "clean")
+	if st["build_status"] != "BuildStatus.OK" {
+		t.Fatalf("build_status = %v; log:\n%s", st["build_status"], log)
 	}
+	if st["revision_id"] != commit {
+		t.Errorf("revision_id = %v, want %s", st["revision_id"], commit)
+	}
+	if want := fmt.Sprintf("RUN: snap set system proxy.https=http://10.10.10.1:%d/\n", a.proxyPort); !strings.Contains(log, want) {
+		t.Errorf("log lacks %q", want)
+	}
+	filemap, _ := st["filemap"].(map[string]any)
+	sha, _ := filemap["hello_2.0_amd64.manifest"].(string)
+	s.check(t, a, log, string(a.fetch(t, sha)))
 }
