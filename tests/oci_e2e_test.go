@@ -442,6 +442,57 @@ LABEL greeting=$GREETING
 		a.call(t, "clean")
 	})
 
+	t.Run("identical layers: docker save's symlinked layer is stored", func(t *testing.T) {
+		// The first and third layers hold the same /f: one diff_id, and
+		// docker save writes the third layer.tar as a symlink to the first.
+		f.repo.WriteFile(t, "image/other.txt", "other\n")
+		f.repo.WriteFile(t, "image/Dockerfile", "FROM scratch\nCOPY hello.txt /f\nCOPY other.txt /f\nCOPY hello.txt /f\n")
+		f.repo.Commit(t, "twice")
+		args := f.buildArgs("refs/heads/main")
+		delete(args, "proxy_url")
+		delete(args, "revocation_endpoint")
+		f.startBuild(t, a, "OCIBUILD-6", args)
+		st, log := finishedBuild(t, a)
+		defer a.call(t, "clean")
+		if st["build_status"] != "BuildStatus.OK" {
+			t.Fatalf("build_status = %v; log:\n%s", st["build_status"], log)
+		}
+		filemap := st["filemap"].(map[string]any)
+		var manifest []struct{ Layers []string }
+		if err := json.Unmarshal(a.fetch(t, filemap["manifest.json"].(string)), &manifest); err != nil || len(manifest) != 1 || len(manifest[0].Layers) != 3 {
+			t.Fatalf("manifest.json: %v %#v", err, manifest)
+		}
+		var digests []map[string]struct {
+			Digest  string `json:"digest"`
+			LayerID string `json:"layer_id"`
+		}
+		if err := json.Unmarshal(a.fetch(t, filemap["digests.json"].(string)), &digests); err != nil || len(digests) != 1 || len(digests[0]) != 2 {
+			t.Fatalf("digests.json (two diff_ids for three layers): %v %#v", err, digests)
+		}
+		var sums []string
+		for i, l := range manifest[0].Layers {
+			name := strings.Split(l, "/")[0] + ".tar.gz"
+			sha1, ok := filemap[name].(string)
+			if !ok {
+				t.Fatalf("filemap has no %s: %s", name, filemapNames(st))
+			}
+			gz := a.fetch(t, sha1)
+			want := map[bool]string{true: "hello from git\n", false: "other\n"}[i != 1]
+			if files, _ := ociLayerFiles(t, gz); files["f"] != want {
+				t.Errorf("layer %d (%s) holds %v, want f = %q", i, name, files, want)
+			}
+			sums = append(sums, sha1)
+		}
+		if sums[0] != sums[2] || sums[0] == sums[1] {
+			t.Errorf("the first and third layers' .tar.gz should be the same, the second not: %v", sums)
+		}
+		for _, want := range []string{"Found symlink at ", "Dereferencing 1 symlinked layers from another docker save\n"} {
+			if !strings.Contains(log, want) {
+				t.Errorf("log lacks %q", want)
+			}
+		}
+	})
+
 	t.Run("failing RUN is PACKAGEFAIL", func(t *testing.T) {
 		f.repo.WriteFile(t, "image/Dockerfile", "FROM scratch AS base\nADD base.tar /\nFROM base\nRUN cat /missing\n")
 		f.repo.Commit(t, "broken")
