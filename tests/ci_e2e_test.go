@@ -15,7 +15,6 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -428,35 +427,11 @@ func TestCIE2ELocalBuild(t *testing.T) {
 			t.Errorf("the terminal shows the secret %q", s)
 		}
 	}
-	var sum struct {
-		Status    string `json:"status"`
-		Revision  string `json:"revision"`
-		Artifacts []struct {
-			Name string `json:"name"`
-			SHA1 string `json:"sha1"`
-		} `json:"artifacts"`
-		Extra struct {
-			Jobs map[string]map[string]any `json:"jobs"`
-		} `json:"extra"`
-	}
-	data, err := os.ReadFile(filepath.Join(out, "summary.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(data, &sum); err != nil {
-		t.Fatalf("summary.json: %v\n%s", err, data)
-	}
+	sum := readLocalSummary(t, out)
 	if sum.Status != "BuildStatus.OK" || sum.Revision != commit {
-		t.Errorf("summary = %s", data)
+		t.Errorf("summary = %s", sum.raw)
 	}
-	var names []string
-	for _, a := range sum.Artifacts {
-		names = append(names, a.Name)
-		got, err := os.ReadFile(filepath.Join(out, a.Name))
-		if err != nil || snapSHA1Hex(got) != a.SHA1 {
-			t.Errorf("%s: %v, sha1 mismatch", a.Name, err)
-		}
-	}
+	names := sum.names()
 	var want []string
 	for _, j := range []string{"build", "test", "lint"} {
 		id := j + ":0"

@@ -15,7 +15,6 @@ package tests
 import (
 	"archive/tar"
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -511,27 +510,9 @@ func TestCraftE2ELocalBuild(t *testing.T) {
 			if strings.Contains(stdout.String()+stderr.String(), snapE2EPass) {
 				t.Errorf("the terminal shows the proxy password")
 			}
-			var sum struct {
-				Status    string `json:"status"`
-				Revision  string `json:"revision"`
-				Artifacts []struct {
-					Name string `json:"name"`
-				} `json:"artifacts"`
-			}
-			data, err := os.ReadFile(filepath.Join(out, "summary.json"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := json.Unmarshal(data, &sum); err != nil {
-				t.Fatalf("summary.json: %v\n%s", err, data)
-			}
-			var names []string
-			for _, a := range sum.Artifacts {
-				names = append(names, a.Name)
-			}
-			sort.Strings(names)
-			if sum.Status != "BuildStatus.OK" || sum.Revision != commit || strings.Join(names, " ") != strings.Join(tc.artifacts, " ") {
-				t.Errorf("summary = %s, want artifacts %v", data, tc.artifacts)
+			sum := readLocalSummary(t, out)
+			if sum.Status != "BuildStatus.OK" || sum.Revision != commit || strings.Join(sum.names(), " ") != strings.Join(tc.artifacts, " ") {
+				t.Errorf("summary = %s, want artifacts %v", sum.raw, tc.artifacts)
 			}
 			tc.check(t, out)
 			if snapContainerExists(craftE2EContainer()) {

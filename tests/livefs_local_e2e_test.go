@@ -2,11 +2,9 @@ package tests
 
 import (
 	"bytes"
-	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 
@@ -47,26 +45,9 @@ func TestLiveFSE2ELocalBuild(t *testing.T) {
 	if !strings.Contains(stdout.String(), "RUN: lb build") {
 		t.Errorf("terminal output lacks lb build:\n%s", stdout.String())
 	}
-	var sum struct {
-		Status    string `json:"status"`
-		Artifacts []struct {
-			Name string `json:"name"`
-		} `json:"artifacts"`
-	}
-	data, err := os.ReadFile(filepath.Join(out, "summary.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(data, &sum); err != nil {
-		t.Fatalf("summary.json: %v\n%s", err, data)
-	}
-	var names []string
-	for _, a := range sum.Artifacts {
-		names = append(names, a.Name)
-	}
-	sort.Strings(names)
-	if sum.Status != "BuildStatus.OK" || strings.Join(names, " ") != "livecd.ubuntu-base.build-info livecd.ubuntu-base.manifest livecd.ubuntu-base.squashfs" {
-		t.Fatalf("summary = %s", data)
+	sum := readLocalSummary(t, out)
+	if sum.Status != "BuildStatus.OK" || strings.Join(sum.names(), " ") != "livecd.ubuntu-base.build-info livecd.ubuntu-base.manifest livecd.ubuntu-base.squashfs" {
+		t.Fatalf("summary = %s", sum.raw)
 	}
 	if sq, err := os.ReadFile(filepath.Join(out, "livecd.ubuntu-base.squashfs")); err != nil || !bytes.HasPrefix(sq, []byte("hsqs")) {
 		t.Errorf("the squashfs result is not a squashfs: %v", err)

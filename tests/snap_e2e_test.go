@@ -10,11 +10,8 @@ package tests
 import (
 	"bytes"
 	"crypto/sha1"
-	"crypto/sha256"
-	"crypto/sha512"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -790,37 +787,11 @@ func TestSnapE2ELocalBuild(t *testing.T) {
 	if strings.Contains(stdout.String()+stderr.String(), snapE2EPass) {
 		t.Errorf("the terminal shows the proxy password")
 	}
-	var sum struct {
-		Status    string `json:"status"`
-		Revision  string `json:"revision"`
-		Artifacts []struct {
-			Name, SHA1, SHA256, SHA512 string
-			Size                       int64
-		} `json:"artifacts"`
-	}
-	data, err := os.ReadFile(filepath.Join(out, "summary.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(data, &sum); err != nil {
-		t.Fatalf("summary.json: %v\n%s", err, data)
-	}
+	sum := readLocalSummary(t, out)
 	if sum.Status != "BuildStatus.OK" || sum.Revision != commit {
-		t.Errorf("summary = %s", data)
+		t.Errorf("summary = %s", sum.raw)
 	}
-	var names []string
-	for _, a := range sum.Artifacts {
-		names = append(names, a.Name)
-		b, err := os.ReadFile(filepath.Join(out, a.Name))
-		if err != nil {
-			t.Errorf("%s: %v", a.Name, err)
-			continue
-		}
-		s256, s512 := sha256.Sum256(b), sha512.Sum512(b)
-		if hex.EncodeToString(s256[:]) != a.SHA256 || hex.EncodeToString(s512[:]) != a.SHA512 || snapSHA1Hex(b) != a.SHA1 || int64(len(b)) != a.Size {
-			t.Errorf("%s: hashes or size in summary.json do not match the file", a.Name)
-		}
-	}
+	names := sum.names()
 	if strings.Join(names, " ") != "hello_5.0_amd64.manifest hello_5.0_amd64.snap" {
 		t.Errorf("artifacts = %q", names)
 	}
