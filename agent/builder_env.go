@@ -57,25 +57,34 @@ func (b *Builder) newEnv(bd *build, w io.Writer) *builders.Env {
 	}
 }
 
-// managerConfig is the part of the configuration managers read.
-func (b *Builder) managerConfig() builders.ManagerConfig {
+// ManagerConfig is the part of cfg the managers read, for a builder of
+// arch. The daemon and the local build commands both take it from here,
+// so that a setting cannot reach one and not the other.
+func ManagerConfig(cfg *Config, arch string) builders.ManagerConfig {
 	return builders.ManagerConfig{
-		Arch:              b.arch,
-		Backend:           b.cfg.Builder.Backend,
-		ProxyBind:         b.cfg.Proxy.BindAddress,
-		ProxyPort:         b.cfg.Proxy.Port,
-		StateDir:          b.cfg.Builder.StateDir,
-		SnapStoreProxyURL: b.cfg.Proxy.SnapStore,
-		AptProxyURL:       b.cfg.Proxy.Apt,
-		ClamAVDatabaseURL: b.cfg.Proxy.ClamAVDatabase,
-		BuildHome:         b.cfg.Builder.BuildHome,
-		ResultFileBytes:   b.limits.Load().ResultFileBytes,
-		SbuildUser:        b.cfg.Sbuild.User,
-		ImageMaxAge:       b.cfg.LXD.ImageMaxAge.Duration,
-		ImageMaxCount:     b.cfg.LXD.ImageMaxCount,
+		Arch:              arch,
+		Backend:           cfg.Builder.Backend,
+		ProxyBind:         cfg.Proxy.BindAddress,
+		ProxyPort:         cfg.Proxy.Port,
+		StateDir:          cfg.Builder.StateDir,
+		SnapStoreProxyURL: cfg.Proxy.SnapStore,
+		AptProxyURL:       cfg.Proxy.Apt,
+		ClamAVDatabaseURL: cfg.Proxy.ClamAVDatabase,
+		BuildHome:         cfg.Builder.BuildHome,
+		ResultFileBytes:   cfg.Limits.ResultFileBytes,
+		SbuildUser:        cfg.Sbuild.User,
+		ImageMaxAge:       cfg.LXD.ImageMaxAge.Duration,
+		ImageMaxCount:     cfg.LXD.ImageMaxCount,
 
-		TranslationTemplatesResult: b.cfg.TranslationTemplates.ResultArchive,
+		TranslationTemplatesResult: cfg.TranslationTemplates.ResultArchive,
 	}
+}
+
+// managerConfig is ManagerConfig with the limits SIGHUP last applied.
+func (b *Builder) managerConfig() builders.ManagerConfig {
+	c := ManagerConfig(b.cfg, b.arch)
+	c.ResultFileBytes = b.limits.Load().ResultFileBytes
+	return c
 }
 
 // CheckManagers runs every manager's host check and returns what is

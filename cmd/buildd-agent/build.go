@@ -321,7 +321,7 @@ func runLocalBuild(ctx context.Context, cfg *agent.Config, tag string, req build
 	if !ok {
 		return 0, fmt.Errorf("this agent has no %s manager", tag)
 	}
-	mcfg := localManagerConfig(cfg, arch)
+	mcfg := agent.ManagerConfig(cfg, arch)
 	if err := builders.Check(tag, mcfg); err != nil {
 		return 0, fmt.Errorf("this host cannot run %s builds: %w", tag, err)
 	}
@@ -438,25 +438,6 @@ func runLocalBuild(ctx context.Context, cfg *agent.Config, tag string, req build
 	return buildExitBuilderFail, nil
 }
 
-// localManagerConfig is what the daemon's managers would read.
-func localManagerConfig(cfg *agent.Config, arch string) builders.ManagerConfig {
-	return builders.ManagerConfig{
-		Arch:              arch,
-		Backend:           cfg.Builder.Backend,
-		ProxyBind:         cfg.Proxy.BindAddress,
-		ProxyPort:         cfg.Proxy.Port,
-		StateDir:          cfg.Builder.StateDir,
-		SnapStoreProxyURL: cfg.Proxy.SnapStore,
-		AptProxyURL:       cfg.Proxy.Apt,
-		BuildHome:         cfg.Builder.BuildHome,
-		ResultFileBytes:   cfg.Limits.ResultFileBytes,
-		SbuildUser:        cfg.Sbuild.User,
-		ImageMaxAge:       cfg.LXD.ImageMaxAge.Duration,
-		ImageMaxCount:     cfg.LXD.ImageMaxCount,
-
-		TranslationTemplatesResult: cfg.TranslationTemplates.ResultArchive,
-	}
-}
 
 // localBuild is the Env's state for a local build.
 type localBuild struct {
