@@ -438,7 +438,6 @@ func runLocalBuild(ctx context.Context, cfg *agent.Config, tag string, req build
 	return buildExitBuilderFail, nil
 }
 
-
 // localBuild is the Env's state for a local build.
 type localBuild struct {
 	outDir    string
