@@ -408,13 +408,11 @@ func (m *CIManager) install(ctx context.Context, b *ContainerBuild) *Failure {
 			return f
 		}
 	}
-	vcsRequired, vcsOptional := vcsDeps(a.Branch)
-	avail, f := b.AvailablePackages(ctx, append([]string{"snapd", "fuse", "squashfuse"}, vcsOptional...)...)
+	avail, f := withVCSDeps(ctx, b, a.Branch, "snapd", "fuse", "squashfuse")
 	if f != nil {
 		return f
 	}
 	deps = append(deps, avail...)
-	deps = append(deps, vcsRequired...)
 	if a.ScanMalware {
 		deps = append(deps, ciScanPackages()...)
 	}

@@ -142,16 +142,24 @@ func parseCraftSource(p *ArgParser) (branch, repository, gitPath string) {
 	return branch, repository, gitPath
 }
 
-// vcsDeps splits the reference's vcs_deps into what is always installed
-// (git: the checkout in the target needs it) and what is installed when
-// the build's archives have it (bzr: a branch is fetched on the host here,
-// with Breezy, so bzr in the build root is only for the build's own use
-// and its absence is no reason to fail the build).
-func vcsDeps(branch string) (required, optional []string) {
+// withVCSDeps returns those of optional that the build's archives have,
+// followed by the reference's vcs_deps for the source: git always (the
+// checkout in the target needs it); bzr for a branch only when the archives
+// have it, since the branch is fetched on the host here, with Breezy, so
+// bzr in the build root is for the build's own use and its absence is no
+// reason to fail the build.
+func withVCSDeps(ctx context.Context, b *ContainerBuild, branch string, optional ...string) ([]string, *Failure) {
 	if branch != "" {
-		return nil, []string{"bzr"}
+		optional = append(slices.Clip(optional), "bzr")
 	}
-	return []string{"git"}, nil
+	deps, f := b.AvailablePackages(ctx, optional...)
+	if f != nil {
+		return nil, f
+	}
+	if branch == "" {
+		deps = append(deps, "git")
+	}
+	return deps, nil
 }
 
 // checkSnapChannels checks a channels argument: snap names to channels.
@@ -247,13 +255,11 @@ func (m *craftManager) install(ctx context.Context, b *ContainerBuild) *Failure 
 		}
 	}
 	// udev works around https://bugs.launchpad.net/snapd/+bug/1731519.
-	vcsRequired, vcsOptional := vcsDeps(a.Branch)
-	avail, f := b.AvailablePackages(ctx, append([]string{"snapd", "fuse", "squashfuse", "udev"}, vcsOptional...)...)
+	avail, f := withVCSDeps(ctx, b, a.Branch, "snapd", "fuse", "squashfuse", "udev")
 	if f != nil {
 		return f
 	}
 	deps = append(deps, avail...)
-	deps = append(deps, vcsRequired...)
 	deps = append(deps, t.deps...)
 	if f := b.Run(ctx, BuildPackageFail, target.Command{Args: append([]string{"apt-get", "-y", "install"}, deps...)}); f != nil {
 		return f

@@ -198,15 +198,11 @@ func (m *OCIManager) install(ctx context.Context, b *ContainerBuild) *Failure {
 			}
 		}
 	}
-	vcsRequired, vcsOptional := vcsDeps(m.args.Branch)
-	if len(vcsOptional) > 0 {
-		avail, f := b.AvailablePackages(ctx, vcsOptional...)
-		if f != nil {
-			return f
-		}
-		deps = append(deps, avail...)
+	vcs, f := withVCSDeps(ctx, b, m.args.Branch)
+	if f != nil {
+		return f
 	}
-	deps = append(deps, vcsRequired...)
+	deps = append(deps, vcs...)
 	if f := b.Run(ctx, BuildPackageFail, target.Command{Args: append([]string{"apt-get", "-y", "install"}, deps...)}); f != nil {
 		return f
 	}

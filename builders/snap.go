@@ -225,13 +225,11 @@ func (m *SnapManager) install(ctx context.Context, b *ContainerBuild) *Failure {
 		}
 	}
 	// udev works around https://bugs.launchpad.net/snapd/+bug/1731519.
-	vcsRequired, vcsOptional := vcsDeps(a.Branch)
-	avail, f := b.AvailablePackages(ctx, append([]string{"snapd", "fuse", "squashfuse", "udev"}, vcsOptional...)...)
+	avail, f := withVCSDeps(ctx, b, a.Branch, "snapd", "fuse", "squashfuse", "udev")
 	if f != nil {
 		return f
 	}
 	deps = append(deps, avail...)
-	deps = append(deps, vcsRequired...)
 	if _, ok := a.Channels["snapcraft"]; ok {
 		// snapcraft needs sudo but cannot depend on it as a snap.
 		deps = append(deps, "sudo")
