@@ -125,31 +125,14 @@ func tlsOrigin(t testing.TB, payload string) *httptest.Server {
 
 func TestCraftE2EFetchService(t *testing.T) {
 	f := newCraftFixture(t)
-	fs := startFetchService(t)
-	payload := fmt.Sprintf("tls-payload-%d", time.Now().UnixNano())
-	origin := tlsOrigin(t, payload)
-	// The fetch service's control API: the session token's revocation.
-	var revMu sync.Mutex
-	var revs []string
-	control := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		revMu.Lock()
-		revs = append(revs, fmt.Sprintf("%s %s auth=%q type=%q %s", r.Method, r.URL.Path, r.Header.Get("Authorization"), r.Header.Get("Content-Type"), body))
-		revMu.Unlock()
-	}))
-	t.Cleanup(control.Close)
-	revocation := control.URL + "/session/" + fetchE2ESession + "/token"
-
-	f.repo.WriteFile(t, "rock/rockcraft.yaml", fmt.Sprintf("name: hello\nversion: '7.0'\nstandin-fetch: %s/payload\n", origin.URL))
+	s := newFetchSession(t)
+	f.repo.WriteFile(t, "rock/rockcraft.yaml", fmt.Sprintf("name: hello\nversion: '7.0'\nstandin-fetch: %s/payload\n", s.origin.URL))
 	commit := f.repo.Commit(t, "rock 7.0")
 	f.repo.Tag(t, "7.0")
 	a := startCraftAgent(t)
 	a.ensureChroot(t, f.snapFixture)
 	args := f.buildArgs("rock", "rockcraft", "refs/tags/7.0", "rock")
-	args["proxy_url"] = fs.url
-	args["revocation_endpoint"] = revocation
-	args["use_fetch_service"] = true
-	args["secrets"] = map[string]any{"fetch_service_mitm_certificate": base64.StdEncoding.EncodeToString(fs.caPEM)}
+	s.use(args)
 	startCraftBuild(t, a, f, "ROCKFETCH-1", "rock", args)
 	st, log := finishedBuild(t, a)
 	if st["build_status"] != "BuildStatus.OK" {
@@ -168,36 +151,22 @@ func TestCraftE2EFetchService(t *testing.T) {
 		t.Fatalf("cannot read the rock's layer: %v", err)
 	}
 	seen := string(out)
-	for _, want := range []string{"fetched: " + payload + "\n", "env REQUESTS_CA_BUNDLE=/usr/local/share/ca-certificates/local-ca.crt\n",
+	for _, want := range []string{"env REQUESTS_CA_BUNDLE=/usr/local/share/ca-certificates/local-ca.crt\n",
 		"env GOPROXY=direct\n", "env CARGO_HTTP_CAINFO=/usr/local/share/ca-certificates/local-ca.crt\n"} {
 		if !strings.Contains(seen, want) {
 			t.Errorf("the build did not see %q:\n%s", want, seen)
 		}
 	}
-	for _, want := range []string{"RUN: update-ca-certificates \n", "RUN: apt-get -y update\n", "RUN: systemctl restart snapd\n",
-		fmt.Sprintf("RUN: snap set system proxy.https=http://10.10.10.1:%d/\n", a.proxyPort)} {
+	for _, want := range []string{"RUN: apt-get -y update\n", fmt.Sprintf("RUN: snap set system proxy.https=http://10.10.10.1:%d/\n", a.proxyPort)} {
 		if !strings.Contains(log, want) {
 			t.Errorf("log lacks %q", want)
 		}
 	}
-	if strings.Contains(log, fetchE2EToken) {
-		t.Errorf("the build log shows the session token")
+	// mitmdump saw apt's requests too.
+	if o := s.fs.output.String(); !strings.Contains(o, "/dists/bookworm/") {
+		t.Errorf("mitmdump did not see apt's requests:\n%s", o)
 	}
-	// mitmdump saw the https request (it intercepted it) and apt's.
-	if o := fs.output.String(); !strings.Contains(o, origin.URL+"/payload") || !strings.Contains(o, "/dists/bookworm/") {
-		t.Errorf("mitmdump did not see the build's requests:\n%s", o)
-	}
-	revMu.Lock()
-	gotRevs := append([]string(nil), revs...)
-	revMu.Unlock()
-	want := fmt.Sprintf(`DELETE /session/%s/token auth="" type="application/json" {"token":"%s"}`, fetchE2ESession, fetchE2EToken)
-	if len(gotRevs) != 1 || gotRevs[0] != want {
-		t.Errorf("revocations = %q, want [%s]", gotRevs, want)
-	}
-	pi, ok := a.call(t, "proxy_info").(map[string]any)
-	if !ok || pi["use_fetch_service"] != true || pi["revocation_endpoint"] != revocation {
-		t.Errorf("proxy_info() = %#v", pi)
-	}
+	s.check(t, a, log, seen)
 	if snapContainerExists(craftE2EContainer()) {
 		t.Errorf("container left")
 	}
@@ -211,7 +180,7 @@ func TestCraftE2EFetchService(t *testing.T) {
 	args["secrets"] = map[string]any{"fetch_service_mitm_certificate": base64.StdEncoding.EncodeToString(otherPEM)}
 	startCraftBuild(t, a, f, "ROCKFETCH-2", "rock", args)
 	st, log = finishedBuild(t, a)
-	if st["build_status"] != "BuildStatus.PACKAGEFAIL" || !strings.Contains(log, "cannot fetch "+origin.URL+"/payload") {
+	if st["build_status"] != "BuildStatus.PACKAGEFAIL" || !strings.Contains(log, "cannot fetch "+s.origin.URL+"/payload") {
 		t.Errorf("with the wrong CA: build_status = %v; log:\n%s", st["build_status"], log)
 	}
 	a.call(t, "clean")
@@ -231,7 +200,7 @@ type fetchSession struct {
 	payload    string
 	revocation string
 	mu         sync.Mutex
-	revs       []string // "METHOD path body"
+	revs       []string // `METHOD path auth="…" type="…" body`
 }
 
 func newFetchSession(t *testing.T) *fetchSession {
@@ -240,7 +209,7 @@ func newFetchSession(t *testing.T) *fetchSession {
 	control := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		s.mu.Lock()
-		s.revs = append(s.revs, fmt.Sprintf("%s %s %s", r.Method, r.URL.Path, body))
+		s.revs = append(s.revs, fmt.Sprintf("%s %s auth=%q type=%q %s", r.Method, r.URL.Path, r.Header.Get("Authorization"), r.Header.Get("Content-Type"), body))
 		s.mu.Unlock()
 	}))
 	t.Cleanup(control.Close)
@@ -278,10 +247,10 @@ func (s *fetchSession) check(t *testing.T, a *snapAgent, log, fetched string) {
 	s.mu.Lock()
 	revs := append([]string(nil), s.revs...)
 	s.mu.Unlock()
-	if want := fmt.Sprintf(`DELETE /session/%s/token {"token":"%s"}`, fetchE2ESession, fetchE2EToken); len(revs) != 1 || revs[0] != want {
+	if want := fmt.Sprintf(`DELETE /session/%s/token auth="" type="application/json" {"token":"%s"}`, fetchE2ESession, fetchE2EToken); len(revs) != 1 || revs[0] != want {
 		t.Errorf("revocations = %q, want [%s]", revs, want)
 	}
-	if pi, ok := a.call(t, "proxy_info").(map[string]any); !ok || pi["use_fetch_service"] != true {
+	if pi, ok := a.call(t, "proxy_info").(map[string]any); !ok || pi["use_fetch_service"] != true || pi["revocation_endpoint"] != s.revocation {
 		t.Errorf("proxy_info() = %#v", pi)
 	}
 	if o := s.fs.output.String(); !strings.Contains(o, s.origin.URL+"/payload") {
