@@ -112,30 +112,9 @@ func appendValue(buf []byte, v any, depth int) ([]byte, error) {
 		}
 		return append(buf, "</data></array></value>\n"...), nil
 	case map[string]any:
-		names := make([]string, 0, len(x))
-		for k := range x {
-			names = append(names, k)
-		}
-		sort.Strings(names)
-		buf = append(buf, "<value><struct>\n"...)
-		for _, k := range names {
-			var err error
-			if buf, err = appendMember(buf, k, x[k], depth); err != nil {
-				return nil, err
-			}
-		}
-		return append(buf, "</struct></value>\n"...), nil
+		return appendMap(buf, x, depth)
 	case map[string]string:
-		names := make([]string, 0, len(x))
-		for k := range x {
-			names = append(names, k)
-		}
-		sort.Strings(names)
-		buf = append(buf, "<value><struct>\n"...)
-		for _, k := range names {
-			buf, _ = appendMember(buf, k, x[k], depth)
-		}
-		return append(buf, "</struct></value>\n"...), nil
+		return appendMap(buf, x, depth)
 	case Struct:
 		buf = append(buf, "<value><struct>\n"...)
 		for _, m := range x {
@@ -212,6 +191,24 @@ func appendMember(buf []byte, name string, v any, depth int) ([]byte, error) {
 		return nil, err
 	}
 	return append(buf, "</member>\n"...), nil
+}
+
+// appendMap appends a map as a struct with its members sorted by name, as
+// Python's Marshaller writes a dict.
+func appendMap[V any](buf []byte, m map[string]V, depth int) ([]byte, error) {
+	names := make([]string, 0, len(m))
+	for k := range m {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	buf = append(buf, "<value><struct>\n"...)
+	for _, k := range names {
+		var err error
+		if buf, err = appendMember(buf, k, m[k], depth); err != nil {
+			return nil, err
+		}
+	}
+	return append(buf, "</struct></value>\n"...), nil
 }
 
 // appendInt writes <int> like Python for 32-bit values; Python refuses
