@@ -7,13 +7,19 @@ package proxy
 //	go test -run '^$' -bench . -benchtime 1x ./proxy
 //
 // Each benchmark does its own inner rounds so that b.N=1 gives a figure;
-// the sides (squid direct, a bare relay, the builder proxy) alternate
+// the sides (squid direct, a bare relay, the builder proxy, and HAProxy
+// as a TCP relay and as an HTTP proxy when it is installed) alternate
 // within every round so that the machine's other load hits all of them.
 //
 // What the metrics mean:
 //
 //	ratio-to-squid        best rate via the proxy / best rate direct to squid (goal ≥ 0.9)
 //	ratio-relay-to-squid  the same for a bare byte relay: what any extra hop costs
+//	ratio-haproxy-{tcp,http}-to-squid
+//	                      the same for HAProxy in front of squid, as a TCP relay (splice)
+//	                      and as an HTTP proxy adding squid's credentials with
+//	                      pooled keep-alive connections (the builder proxy's job):
+//	                      what a mature C event-loop proxy gets on the same machine
 //	p50-µs-*, p99-µs-*    latency of one request (GETs) or one tunnel set-up (CONNECT)
 //	*-cpu-µs/req, *-cpu-ms/GiB
 //	                      CPU time (user+system, from /proc/PID/stat and getrusage)
@@ -115,27 +121,40 @@ func (w *benchWorld) sides() []side {
 	via, _ := url.Parse(w.proxy.url)
 	relay, _ := url.Parse("http://" + w.proxy.relay)
 	relay.User = direct.User
-	return []side{
+	sides := []side{
 		{name: "direct", addr: w.squid.Addr, auth: w.auth, url: direct},
 		{name: "relay", addr: w.proxy.relay, auth: w.auth, url: relay},
 		{name: "proxy", addr: w.proxy.addr, url: via},
 	}
+	if w.haproxy == nil {
+		return sides
+	}
+	return append(sides,
+		side{name: "haproxy-tcp", addr: w.haproxy.tcp, auth: w.auth, url: &url.URL{Scheme: "http", Host: w.haproxy.tcp, User: direct.User}},
+		side{name: "haproxy-http", addr: w.haproxy.http, url: &url.URL{Scheme: "http", Host: w.haproxy.http}})
 }
 
 const (
 	sideDirect = iota
 	sideRelay
 	sideProxy
+	sideHAProxyTCP  // when haproxy is installed
+	sideHAProxyHTTP // when haproxy is installed
+	nSides
 )
 
 // reportCPU reports the CPU cost per unit of work and the CPU-bound ratio.
-func reportCPU(b *testing.B, cpu [3]cpuSnap, units float64, scale time.Duration, unit string) {
+func reportCPU(b *testing.B, cpu [nSides]cpuSnap, units float64, scale time.Duration, unit string) {
 	per := func(d time.Duration) float64 { return float64(d) / float64(scale) / units }
 	d, p := cpu[sideDirect], cpu[sideProxy]
 	b.ReportMetric(per(p.proxy), "proxy-cpu-"+unit)
 	b.ReportMetric(per(cpu[sideRelay].proxy), "relay-cpu-"+unit)
 	b.ReportMetric(per(d.squid), "squid-cpu-"+unit)
 	b.ReportMetric(per(d.self), "client-cpu-"+unit)
+	if cpu[sideHAProxyTCP].haproxy > 0 {
+		b.ReportMetric(per(cpu[sideHAProxyTCP].haproxy), "haproxy-tcp-cpu-"+unit)
+		b.ReportMetric(per(cpu[sideHAProxyHTTP].haproxy), "haproxy-http-cpu-"+unit)
+	}
 	if all := p.proxy + p.squid + p.self; all > 0 {
 		b.ReportMetric(float64(d.squid+d.self)/float64(all), "cpu-bound-ratio")
 	}
@@ -152,9 +171,9 @@ func BenchmarkConnectThroughput(b *testing.B) {
 	const size = 256 << 20
 	const rounds = 5
 	const setups = 300
-	var best [3]time.Duration
-	var cpu [3]cpuSnap
-	var setup [3]latencies
+	var best [nSides]time.Duration
+	var cpu [nSides]cpuSnap
+	var setup [nSides]latencies
 	for i := 0; i < b.N; i++ {
 		for round := 0; round < rounds; round++ {
 			for k, s := range sides {
@@ -178,6 +197,11 @@ func BenchmarkConnectThroughput(b *testing.B) {
 	b.ReportMetric(rate(best[sideProxy]), "MiB/s-via-proxy")
 	b.ReportMetric(rate(best[sideProxy])/rate(best[sideDirect]), "ratio-to-squid")
 	b.ReportMetric(rate(best[sideRelay])/rate(best[sideDirect]), "ratio-relay-to-squid")
+	if len(sides) == nSides {
+		for _, k := range []int{sideHAProxyTCP, sideHAProxyHTTP} {
+			b.ReportMetric(rate(best[k])/rate(best[sideDirect]), "ratio-"+sides[k].name+"-to-squid")
+		}
+	}
 	reportCPU(b, cpu, float64(b.N*rounds*size)/(1<<30), time.Millisecond, "ms/GiB")
 	b.ReportMetric(µs(setup[sideDirect].p(50)), "p50-µs-direct")
 	b.ReportMetric(µs(setup[sideDirect].p(99)), "p99-µs-direct")
@@ -249,9 +273,9 @@ func BenchmarkSmallGETs(b *testing.B) {
 				}
 				return rate, all
 			}
-			var best [3]float64
-			var cpu [3]cpuSnap
-			var lat [3]latencies
+			var best [nSides]float64
+			var cpu [nSides]cpuSnap
+			var lat [nSides]latencies
 			const rounds = 4
 			for i := 0; i < b.N; i++ {
 				for round := 0; round < rounds; round++ {
@@ -269,6 +293,11 @@ func BenchmarkSmallGETs(b *testing.B) {
 			b.ReportMetric(best[sideProxy], "req/s-via-proxy")
 			b.ReportMetric(best[sideProxy]/best[sideDirect], "ratio-to-squid")
 			b.ReportMetric(best[sideRelay]/best[sideDirect], "ratio-relay-to-squid")
+			if len(sides) == nSides {
+				for _, k := range []int{sideHAProxyTCP, sideHAProxyHTTP} {
+					b.ReportMetric(best[k]/best[sideDirect], "ratio-"+sides[k].name+"-to-squid")
+				}
+			}
 			// Per request, warm-up included.
 			reportCPU(b, cpu, float64(b.N*rounds*(total+conc)), time.Microsecond, "µs/req")
 			b.ReportMetric(µs(lat[sideDirect].p(50)), "p50-µs-direct")

@@ -30,6 +30,7 @@ type benchWorld struct {
 	squidPid int
 	auth     string // Proxy-Authorization for squid direct
 	proxy    *proxyProcess
+	haproxy  *haproxyProcess // nil when haproxy is not installed
 }
 
 func newBenchWorld(b *testing.B) *benchWorld {
@@ -44,22 +45,23 @@ func newBenchWorld(b *testing.B) *benchWorld {
 		b.Fatalf("squid's pid: %v", err)
 	}
 	w.squidPid, _ = strconv.Atoi(strings.TrimSpace(string(pid)))
+	w.haproxy = startHAProxy(b, s.Addr, w.auth)
 	return w
 }
 
-// cpuSnap is the CPU time used so far by the three parties of a run.
-type cpuSnap struct{ proxy, squid, self time.Duration }
+// cpuSnap is the CPU time used so far by the parties of a run.
+type cpuSnap struct{ proxy, squid, self, haproxy time.Duration }
 
 func (w *benchWorld) cpu() cpuSnap {
-	return cpuSnap{proxy: w.proxy.cpu(), squid: procCPU(w.proxy.b, w.squidPid), self: selfCPU()}
+	return cpuSnap{proxy: w.proxy.cpu(), squid: procCPU(w.proxy.b, w.squidPid), self: selfCPU(), haproxy: w.haproxy.cpu(w.proxy.b)}
 }
 
 func (s cpuSnap) sub(o cpuSnap) cpuSnap {
-	return cpuSnap{proxy: s.proxy - o.proxy, squid: s.squid - o.squid, self: s.self - o.self}
+	return cpuSnap{proxy: s.proxy - o.proxy, squid: s.squid - o.squid, self: s.self - o.self, haproxy: s.haproxy - o.haproxy}
 }
 
 func (s cpuSnap) add(o cpuSnap) cpuSnap {
-	return cpuSnap{proxy: s.proxy + o.proxy, squid: s.squid + o.squid, self: s.self + o.self}
+	return cpuSnap{proxy: s.proxy + o.proxy, squid: s.squid + o.squid, self: s.self + o.self, haproxy: s.haproxy + o.haproxy}
 }
 
 // procCPU is a process's user+system CPU time (all threads) from

@@ -3,7 +3,8 @@
 # Debian 12 machine (as root). Idempotent; `make test` and `make run` call it.
 #   - Debian packages: LXD + iptables, debootstrap, squid + apache2-utils
 #     (htpasswd), git, uidmap, libcap2-bin, squashfs-tools, compressors,
-#     lintian and systemd (systemd-analyze) for the package test (make deb);
+#     lintian and systemd (systemd-analyze) for the package test (make deb),
+#     haproxy (a reference proxy beside the builder proxy in its benchmarks);
 #   - tests/lxd-setup.sh: LXD daemon started and initialised;
 #   - Debian package builds (sbuild in --chroot-mode=unshare, without
 #     schroot: no recommends): sbuild, mmdebstrap, apt-utils (apt-ftparchive),
@@ -24,7 +25,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 pkgs=(lxd iptables debootstrap squid apache2-utils git uidmap libcap2-bin
       squashfs-tools zstd xz-utils bzip2 python3 curl ca-certificates
-      systemd zip mitmproxy isal)
+      systemd zip mitmproxy isal haproxy)
 need=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
