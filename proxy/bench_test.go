@@ -143,17 +143,25 @@ const (
 	nSides
 )
 
+// haproxySides are the indices of the HAProxy sides in sides: none when
+// haproxy is not installed.
+func haproxySides(sides []side) []int {
+	if len(sides) < nSides {
+		return nil
+	}
+	return []int{sideHAProxyTCP, sideHAProxyHTTP}
+}
+
 // reportCPU reports the CPU cost per unit of work and the CPU-bound ratio.
-func reportCPU(b *testing.B, cpu [nSides]cpuSnap, units float64, scale time.Duration, unit string) {
+func reportCPU(b *testing.B, sides []side, cpu [nSides]cpuSnap, units float64, scale time.Duration, unit string) {
 	per := func(d time.Duration) float64 { return float64(d) / float64(scale) / units }
 	d, p := cpu[sideDirect], cpu[sideProxy]
 	b.ReportMetric(per(p.proxy), "proxy-cpu-"+unit)
 	b.ReportMetric(per(cpu[sideRelay].proxy), "relay-cpu-"+unit)
 	b.ReportMetric(per(d.squid), "squid-cpu-"+unit)
 	b.ReportMetric(per(d.self), "client-cpu-"+unit)
-	if cpu[sideHAProxyTCP].haproxy > 0 {
-		b.ReportMetric(per(cpu[sideHAProxyTCP].haproxy), "haproxy-tcp-cpu-"+unit)
-		b.ReportMetric(per(cpu[sideHAProxyHTTP].haproxy), "haproxy-http-cpu-"+unit)
+	for _, k := range haproxySides(sides) {
+		b.ReportMetric(per(cpu[k].haproxy), sides[k].name+"-cpu-"+unit)
 	}
 	if all := p.proxy + p.squid + p.self; all > 0 {
 		b.ReportMetric(float64(d.squid+d.self)/float64(all), "cpu-bound-ratio")
@@ -197,12 +205,10 @@ func BenchmarkConnectThroughput(b *testing.B) {
 	b.ReportMetric(rate(best[sideProxy]), "MiB/s-via-proxy")
 	b.ReportMetric(rate(best[sideProxy])/rate(best[sideDirect]), "ratio-to-squid")
 	b.ReportMetric(rate(best[sideRelay])/rate(best[sideDirect]), "ratio-relay-to-squid")
-	if len(sides) == nSides {
-		for _, k := range []int{sideHAProxyTCP, sideHAProxyHTTP} {
-			b.ReportMetric(rate(best[k])/rate(best[sideDirect]), "ratio-"+sides[k].name+"-to-squid")
-		}
+	for _, k := range haproxySides(sides) {
+		b.ReportMetric(rate(best[k])/rate(best[sideDirect]), "ratio-"+sides[k].name+"-to-squid")
 	}
-	reportCPU(b, cpu, float64(b.N*rounds*size)/(1<<30), time.Millisecond, "ms/GiB")
+	reportCPU(b, sides, cpu, float64(b.N*rounds*size)/(1<<30), time.Millisecond, "ms/GiB")
 	b.ReportMetric(µs(setup[sideDirect].p(50)), "p50-µs-direct")
 	b.ReportMetric(µs(setup[sideDirect].p(99)), "p99-µs-direct")
 	b.ReportMetric(µs(setup[sideProxy].p(50)), "p50-µs-proxy")
@@ -293,13 +299,11 @@ func BenchmarkSmallGETs(b *testing.B) {
 			b.ReportMetric(best[sideProxy], "req/s-via-proxy")
 			b.ReportMetric(best[sideProxy]/best[sideDirect], "ratio-to-squid")
 			b.ReportMetric(best[sideRelay]/best[sideDirect], "ratio-relay-to-squid")
-			if len(sides) == nSides {
-				for _, k := range []int{sideHAProxyTCP, sideHAProxyHTTP} {
-					b.ReportMetric(best[k]/best[sideDirect], "ratio-"+sides[k].name+"-to-squid")
-				}
+			for _, k := range haproxySides(sides) {
+				b.ReportMetric(best[k]/best[sideDirect], "ratio-"+sides[k].name+"-to-squid")
 			}
 			// Per request, warm-up included.
-			reportCPU(b, cpu, float64(b.N*rounds*(total+conc)), time.Microsecond, "µs/req")
+			reportCPU(b, sides, cpu, float64(b.N*rounds*(total+conc)), time.Microsecond, "µs/req")
 			b.ReportMetric(µs(lat[sideDirect].p(50)), "p50-µs-direct")
 			b.ReportMetric(µs(lat[sideDirect].p(99)), "p99-µs-direct")
 			b.ReportMetric(µs(lat[sideProxy].p(50)), "p50-µs-proxy")
